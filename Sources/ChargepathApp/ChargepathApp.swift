@@ -1,0 +1,221 @@
+public import Chargepath
+public import ChargepathPostgres
+import ChargepathServer
+import Foundation
+import HTTPTypes
+import Hummingbird
+public import Logging
+import NIOCore
+import PostgresNIO
+import UnixSignals
+public import ServiceLifecycle
+
+/// The composition root: configuration in, one set of services out.
+public enum ChargepathApp {
+    /// Where a running server listens (the real ports, also when 0 was asked for).
+    public struct Running: Sendable {
+        public let ocppPort: Int
+        public let apiPort: Int
+        public let nodeID: NodeID
+    }
+
+    /// Runs `chargepath serve` until SIGINT or SIGTERM: starts the embedded PostgreSQL when no
+    /// database is configured, runs every service, and stops the cluster on the way out.
+    public static func serve(configuration: ChargepathConfiguration, logger: Logger) async throws {
+        let (database, embedded) = try await resolveDatabase(configuration: configuration, logger: logger)
+        do {
+            let token = try APIToken.resolve(configured: configuration.apiToken, dataDirectory: configuration.dataDirectory)
+            let services = try makeServices(
+                configuration: configuration, database: database, apiToken: token.value, logger: logger
+            ) { running in
+                printBanner(configuration: configuration, running: running, database: database, embedded: embedded != nil, token: token)
+            }
+            let group = ServiceGroup(
+                configuration: .init(services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+            )
+            try await group.run()
+        } catch {
+            try? await embedded?.stop()
+            throw error
+        }
+        try await embedded?.stop()
+    }
+
+    /// Applies the migrations and returns (`chargepath migrate`).
+    public static func migrate(configuration: ChargepathConfiguration, logger: Logger) async throws {
+        let (database, embedded) = try await resolveDatabase(configuration: configuration, logger: logger)
+        let client = PostgresClient(configuration: database.clientConfiguration(maximumConnections: 2), backgroundLogger: logger)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await client.run() }
+            let versions = try await MigrationRunner().run(on: client, logger: logger)
+            logger.notice("Database is migrated", metadata: ["db": "\(database)", "db.versions": "\(versions)"])
+            group.cancelAll()
+        }
+        try await embedded?.stop()
+    }
+
+    static func resolveDatabase(configuration: ChargepathConfiguration, logger: Logger) async throws -> (DatabaseEndpoint, EmbeddedPostgres?) {
+        if let url = configuration.databaseURL {
+            return (try DatabaseEndpoint(url: url), nil)
+        }
+        let embedded = EmbeddedPostgres(
+            configuration: .init(dataDirectory: configuration.dataDirectory, stopWhenProcessExits: getpid()),
+            logger: logger
+        )
+        let endpoint = try await embedded.start()
+        return (endpoint.databaseEndpoint, embedded)
+    }
+
+    /// Builds every long-running service for one node, in start order (shutdown runs in reverse).
+    /// `onRunning` is called once both listeners are bound.
+    public static func makeServices(
+        configuration: ChargepathConfiguration,
+        database: DatabaseEndpoint,
+        apiToken: String,
+        logger: Logger,
+        onRunning: @escaping @Sendable (Running) async -> Void = { _ in }
+    ) throws -> [any Service] {
+        let client = PostgresClient(
+            configuration: database.clientConfiguration(maximumConnections: configuration.databasePoolSize),
+            backgroundLogger: logger
+        )
+        let nodeID = configuration.nodeID ?? NodeID.generate()
+        let logger = {
+            var logger = logger
+            logger[metadataKey: "node"] = "\(nodeID)"
+            return logger
+        }()
+        let repository = PostgresConnectionRepository(client: client, logger: logger)
+        let registry = ConnectionRegistry()
+        let migrations = MigrationRunner()
+        let ports = PortCollector(nodeID: nodeID, onRunning: onRunning)
+
+        let sessions = ChargerSessions(
+            repository: repository, registry: registry, nodeID: nodeID,
+            configuration: configuration.gateway, handler: IgnoringMessageHandler()
+        )
+        var chargerApp = Application(
+            router: ChargerGateway.plainHTTPRouter(),
+            server: ChargerGateway.server(configuration: configuration.gateway, sessions: sessions),
+            configuration: .init(address: .hostname(configuration.ocppHost, port: configuration.ocppPort), serverName: nil),
+            onServerRunning: { channel in await ports.set(ocpp: channel.localAddress?.port ?? configuration.ocppPort) },
+            logger: logger
+        )
+        let maximumBackoff = configuration.maximumStartupBackoff
+        chargerApp.beforeServerStarts {
+            // No charger is accepted before the schema is in place and this node is on record.
+            try await retryingWithBackoff(maximum: maximumBackoff, logger: logger, what: "migrate the database at \(database)") {
+                try await migrations.run(on: client, logger: logger)
+                try await repository.register(nodeID, hostname: ProcessInfo.processInfo.hostName, at: Date())
+            }
+        }
+
+        let api = OperatorAPI(
+            configuration: .init(token: apiToken, maxMessageSize: configuration.gateway.maxMessageSize),
+            connections: repository, registry: registry, nodeID: nodeID,
+            readiness: {
+                do {
+                    return try await migrations.isUpToDate(on: client, logger: logger)
+                        ? .success(()) : .failure(ReadinessError(description: "migrations are not applied yet"))
+                } catch {
+                    return .failure(ReadinessError(description: "database unreachable: \(String(reflecting: error))"))
+                }
+            }
+        )
+        let apiApp = Application(
+            router: api.buildRouter(),
+            configuration: .init(address: .hostname(configuration.apiHost, port: configuration.apiPort), serverName: nil),
+            onServerRunning: { channel in await ports.set(api: channel.localAddress?.port ?? configuration.apiPort) },
+            logger: logger
+        )
+        let nodeService = NodeService(
+            nodeID: nodeID, nodes: repository, connections: repository, registry: registry,
+            configuration: configuration.node, maximumConnectionDuration: configuration.gateway.maximumConnectionDuration,
+            logger: logger
+        )
+        return [client, nodeService, chargerApp, apiApp]
+    }
+
+    static func printBanner(configuration: ChargepathConfiguration, running: Running, database: DatabaseEndpoint, embedded: Bool, token: APIToken) {
+        let ocppHost = configuration.ocppHost == "0.0.0.0" ? "localhost" : configuration.ocppHost
+        var lines = [
+            "Chargepath is running (node \(running.nodeID)).",
+            "  Chargers connect to:  ws://\(ocppHost):\(running.ocppPort)/<any path>/<chargePointId>  (OCPP 1.6J)",
+            "  Operator API:         http://\(configuration.apiHost):\(running.apiPort)  (Authorization: Bearer <token>)",
+            "  Database:             \(database)\(embedded ? " (embedded, data in \(configuration.dataDirectory.path)/postgres)" : "")",
+        ]
+        switch token.source {
+        case .configured:
+            lines.append("  API token:            as configured (--api-token / CHARGEPATH_API_TOKEN)")
+        case .generated(let file):
+            lines.append("  API token:            \(token.value)  (generated now, kept in \(file.path))")
+        case .stored(let file):
+            lines.append("  API token:            kept in \(file.path)")
+        }
+        print(lines.joined(separator: "\n"))
+    }
+}
+
+struct ReadinessError: Error, CustomStringConvertible {
+    let description: String
+}
+
+/// Calls `onRunning` once both listeners have reported their port.
+actor PortCollector {
+    let nodeID: NodeID
+    let onRunning: @Sendable (ChargepathApp.Running) async -> Void
+    var ocpp: Int?
+    var api: Int?
+
+    init(nodeID: NodeID, onRunning: @escaping @Sendable (ChargepathApp.Running) async -> Void) {
+        self.nodeID = nodeID
+        self.onRunning = onRunning
+    }
+
+    func set(ocpp: Int) async {
+        self.ocpp = ocpp
+        await fireIfComplete()
+    }
+
+    func set(api: Int) async {
+        self.api = api
+        await fireIfComplete()
+    }
+
+    private func fireIfComplete() async {
+        guard let ocpp, let api else { return }
+        await onRunning(.init(ocppPort: ocpp, apiPort: api, nodeID: nodeID))
+    }
+}
+
+extension NodeID {
+    /// `<hostname>-<8 random hex digits>`: unique per process, readable in the `nodes` table.
+    static func generate() -> NodeID {
+        let host = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "node"
+        return NodeID(rawValue: "\(host)-\(String(UInt32.random(in: .min ... .max), radix: 16))")
+    }
+}
+
+/// Retries `operation` with exponential backoff (0.5 s doubling up to `maximum`) until it succeeds
+/// or the task is cancelled, saying each time what failed and when it tries again.
+func retryingWithBackoff(maximum: Duration, logger: Logger, what: String, _ operation: () async throws -> Void) async throws {
+    var delay = Duration.milliseconds(500)
+    var attempt = 1
+    while true {
+        do {
+            try await operation()
+            if attempt > 1 { logger.notice("Succeeded to \(what) after \(attempt) attempts") }
+            return
+        } catch {
+            try Task.checkCancellation()
+            logger.error(
+                "Could not \(what); retrying in \(delay)",
+                metadata: ["attempt": "\(attempt)", "error": "\(String(reflecting: error))"]
+            )
+            let wait = delay
+            try await cancelWhenGracefulShutdown { try await Task.sleep(for: wait) }
+            delay = min(delay * 2, maximum)
+            attempt += 1
+        }
+    }
+}

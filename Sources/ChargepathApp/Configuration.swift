@@ -1,0 +1,53 @@
+public import Chargepath
+public import ChargepathServer
+public import Foundation
+
+/// Everything `chargepath serve` can be told, as data. Only the CLI reads flags and environment.
+public struct ChargepathConfiguration: Sendable {
+    /// Where the embedded cluster, the generated API token and other local state live.
+    public var dataDirectory: URL
+    /// An external PostgreSQL (`postgres://user:password@host:port/db`); nil runs the embedded one.
+    public var databaseURL: String?
+    public var ocppHost: String
+    public var ocppPort: Int
+    public var apiHost: String
+    public var apiPort: Int
+    /// The operator API's bearer token; nil reads or generates `<dataDirectory>/api-token`.
+    public var apiToken: String?
+    /// This process's name among the nodes sharing the database; nil makes `<hostname>-<random>`.
+    public var nodeID: NodeID?
+    public var gateway: GatewayConfiguration
+    public var node: NodeService.Configuration
+    /// Connections in this process's PostgreSQL pool.
+    public var databasePoolSize: Int
+    /// How long to wait between attempts to reach the database at start, at most.
+    public var maximumStartupBackoff: Duration
+
+    public init(
+        dataDirectory: URL = URL(fileURLWithPath: ".chargepath", isDirectory: true),
+        databaseURL: String? = nil,
+        ocppHost: String = "0.0.0.0",
+        ocppPort: Int = 9000,
+        apiHost: String = "127.0.0.1",
+        apiPort: Int = 9001,
+        apiToken: String? = nil,
+        nodeID: NodeID? = nil,
+        gateway: GatewayConfiguration = .init(),
+        node: NodeService.Configuration = .init(),
+        databasePoolSize: Int = 20,
+        maximumStartupBackoff: Duration = .seconds(10)
+    ) {
+        self.dataDirectory = dataDirectory
+        self.databaseURL = databaseURL
+        self.ocppHost = ocppHost
+        self.ocppPort = ocppPort
+        self.apiHost = apiHost
+        self.apiPort = apiPort
+        self.apiToken = apiToken
+        self.nodeID = nodeID
+        self.gateway = gateway
+        self.node = node
+        self.databasePoolSize = databasePoolSize
+        self.maximumStartupBackoff = maximumStartupBackoff
+    }
+}

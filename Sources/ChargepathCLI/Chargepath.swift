@@ -1,0 +1,103 @@
+public import ArgumentParser
+import Chargepath
+import ChargepathApp
+import ChargepathServer
+import Foundation
+public import Logging
+
+@main
+struct ChargepathCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "chargepath",
+        abstract: "An OCPP 1.6J central system (CSMS) on PostgreSQL.",
+        subcommands: [Serve.self, Migrate.self],
+        defaultSubcommand: Serve.self
+    )
+}
+
+/// Options shared by every command that touches the database.
+struct DatabaseOptions: ParsableArguments {
+    @Option(help: "Data directory for the embedded PostgreSQL and the generated API token.")
+    var dataDir: String = ".chargepath"
+
+    @Option(help: "External PostgreSQL URL (postgres://user:password@host:5432/db); also DATABASE_URL. Unset: an embedded cluster under --data-dir.")
+    var databaseURL: String?
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: Logger.Level = .info
+
+    var resolvedDatabaseURL: String? {
+        databaseURL ?? ProcessInfo.processInfo.environment["DATABASE_URL"].flatMap { $0.isEmpty ? nil : $0 }
+    }
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the central system (charger endpoint and operator API).")
+
+    @OptionGroup var database: DatabaseOptions
+
+    @Option(help: "Address chargers connect to.")
+    var ocppHost: String = "0.0.0.0"
+    @Option(help: "Port chargers connect to: ws://HOST:PORT/<any path>/<chargePointId>.")
+    var ocppPort: Int = 9000
+    @Option(help: "Address of the operator API (keep it private).")
+    var apiHost: String = "127.0.0.1"
+    @Option(help: "Port of the operator API.")
+    var apiPort: Int = 9001
+    @Option(help: "Bearer token for the operator API; also CHARGEPATH_API_TOKEN. Unset: generated once into the data directory.")
+    var apiToken: String?
+    @Option(help: "Largest WebSocket message a charger may send, in bytes; larger closes with 1009.")
+    var maxMessageSize: Int = 65_536
+    @Option(help: "Seconds between server WebSocket pings that find dead chargers (0 disables).")
+    var pingInterval: Int = 30
+    @Flag(help: "Refuse chargers that offer no WebSocket subprotocol (default: accept them as OCPP 1.6).")
+    var requireSubprotocol = false
+    @Option(help: "This process's node id among nodes sharing the database (default: <hostname>-<random>).")
+    var nodeID: String?
+
+    func run() async throws {
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = database.logLevel
+            return handler
+        }
+        let logger = Logger(label: "chargepath")
+        var configuration = ChargepathConfiguration(
+            dataDirectory: URL(fileURLWithPath: database.dataDir, isDirectory: true),
+            databaseURL: database.resolvedDatabaseURL,
+            ocppHost: ocppHost,
+            ocppPort: ocppPort,
+            apiHost: apiHost,
+            apiPort: apiPort,
+            apiToken: apiToken ?? ProcessInfo.processInfo.environment["CHARGEPATH_API_TOKEN"].flatMap { $0.isEmpty ? nil : $0 },
+            nodeID: nodeID.map(NodeID.init(rawValue:))
+        )
+        configuration.gateway.maxMessageSize = maxMessageSize
+        configuration.gateway.pingInterval = pingInterval > 0 ? .seconds(pingInterval) : nil
+        if requireSubprotocol {
+            configuration.gateway.handshake.versionWhenNoneOffered = nil
+        }
+        try await ChargepathApp.serve(configuration: configuration, logger: logger)
+    }
+}
+
+struct Migrate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Apply the database migrations and exit.")
+
+    @OptionGroup var database: DatabaseOptions
+
+    func run() async throws {
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = database.logLevel
+            return handler
+        }
+        let configuration = ChargepathConfiguration(
+            dataDirectory: URL(fileURLWithPath: database.dataDir, isDirectory: true),
+            databaseURL: database.resolvedDatabaseURL
+        )
+        try await ChargepathApp.migrate(configuration: configuration, logger: Logger(label: "chargepath"))
+    }
+}

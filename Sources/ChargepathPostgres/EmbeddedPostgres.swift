@@ -1,0 +1,239 @@
+public import Foundation
+public import Logging
+
+/// A private PostgreSQL cluster that Chargepath runs for itself when no database is configured.
+///
+/// The cluster lives under `<dataDirectory>/postgres`, listens on 127.0.0.1 only, and uses
+/// password authentication with a random password kept in `<dataDirectory>/postgres.password`
+/// (mode 0600). PostgreSQL refuses to run as root, so a root process runs the cluster as the
+/// `postgres` system user through `runuser`.
+public struct EmbeddedPostgres: Sendable {
+    public struct Configuration: Sendable {
+        /// Chargepath's data directory (`--data-dir`); the cluster goes into its `postgres` folder.
+        public var dataDirectory: URL
+        /// The port to listen on when the cluster is created; `nil` picks a free one.
+        public var port: Int?
+        /// Stop the cluster when the process with this pid exits, even if it is killed (a watchdog).
+        public var stopWhenProcessExits: Int32?
+        /// The system user that runs the cluster when we are root.
+        public var systemUserWhenRoot: String
+
+        public init(dataDirectory: URL, port: Int? = nil, stopWhenProcessExits: Int32? = nil, systemUserWhenRoot: String = "postgres") {
+            self.dataDirectory = dataDirectory
+            self.port = port
+            self.stopWhenProcessExits = stopWhenProcessExits
+            self.systemUserWhenRoot = systemUserWhenRoot
+        }
+    }
+
+    /// How to reach a running embedded cluster.
+    public struct Endpoint: Sendable {
+        public let host: String
+        public let port: Int
+        public let username: String
+        public let password: String
+        public let database: String
+    }
+
+    public struct Error: Swift.Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    public let configuration: Configuration
+    let logger: Logger
+
+    public init(configuration: Configuration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    static let username = "chargepath"
+    static let database = "chargepath"
+
+    var clusterDirectory: URL { configuration.dataDirectory.appendingPathComponent("postgres", isDirectory: true) }
+    var passwordFile: URL { configuration.dataDirectory.appendingPathComponent("postgres.password") }
+    var portFile: URL { configuration.dataDirectory.appendingPathComponent("postgres.port") }
+    var logFile: URL { clusterDirectory.appendingPathComponent("server.log") }
+
+    var runsAsRoot: Bool { geteuid() == 0 }
+
+    /// Creates the cluster on first use, starts it (or adopts one already running from an earlier,
+    /// killed process), and returns where to connect.
+    public func start() async throws -> Endpoint {
+        let tools = try Self.findTools()
+        let fileManager = FileManager.default
+        try fileManager.createDirectory(at: configuration.dataDirectory, withIntermediateDirectories: true)
+        let versionFile = clusterDirectory.appendingPathComponent("PG_VERSION")
+        if !fileManager.fileExists(atPath: versionFile.path) {
+            try await initialize(tools: tools)
+        }
+        guard let password = try? String(contentsOf: passwordFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines),
+            let portText = try? String(contentsOf: portFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines),
+            let port = Int(portText)
+        else {
+            throw Error(description: "The embedded PostgreSQL in \(clusterDirectory.path) has no password or port file; remove \(clusterDirectory.path) to create a new cluster.")
+        }
+        if try await isRunning(tools: tools) {
+            logger.info("Adopting the embedded PostgreSQL that is already running", metadata: ["db.port": "\(port)"])
+        } else {
+            logger.info("Starting the embedded PostgreSQL", metadata: ["db.data_dir": "\(clusterDirectory.path)", "db.port": "\(port)"])
+            // A stale postmaster.pid from a killed cluster is handled by PostgreSQL itself.
+            try await runAsClusterUser(tools.pgCtl, ["-D", clusterDirectory.path, "-l", logFile.path, "-w", "-t", "120", "start"])
+        }
+        if let pid = configuration.stopWhenProcessExits {
+            try startWatchdog(tools: tools, pid: pid)
+        }
+        return Endpoint(host: "127.0.0.1", port: port, username: Self.username, password: password, database: Self.database)
+    }
+
+    /// Stops the cluster (fast shutdown: open sessions are ended, committed data is safe).
+    public func stop() async throws {
+        let tools = try Self.findTools()
+        guard try await isRunning(tools: tools) else { return }
+        try await runAsClusterUser(tools.pgCtl, ["-D", clusterDirectory.path, "-m", "fast", "-w", "-t", "60", "stop"])
+        logger.info("Stopped the embedded PostgreSQL")
+    }
+
+    func isRunning(tools: Tools) async throws -> Bool {
+        do {
+            try await runAsClusterUser(tools.pgCtl, ["-D", clusterDirectory.path, "status"])
+            return true
+        } catch is Subprocess.Failure {
+            return false
+        }
+    }
+
+    func initialize(tools: Tools) async throws {
+        let fileManager = FileManager.default
+        logger.info("Creating the embedded PostgreSQL cluster", metadata: ["db.data_dir": "\(clusterDirectory.path)"])
+        // A half-made cluster from an interrupted first start would make initdb refuse: start over.
+        if fileManager.fileExists(atPath: clusterDirectory.path) {
+            try fileManager.removeItem(at: clusterDirectory)
+        }
+        try fileManager.createDirectory(at: clusterDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let password = Self.randomPassword()
+        let port = try configuration.port ?? FreePort.find()
+        // initdb reads the superuser's password from a file the cluster user can read; it is removed afterwards.
+        let initPasswordFile = clusterDirectory.appendingPathComponent(".initdb-password")
+        try Data((password + "\n").utf8).write(to: initPasswordFile)
+        if runsAsRoot {
+            try await Subprocess.run("/bin/chown", ["-R", configuration.systemUserWhenRoot, clusterDirectory.path])
+            do {
+                try await Subprocess.run("/usr/sbin/runuser", ["-u", configuration.systemUserWhenRoot, "--", "test", "-w", clusterDirectory.path])
+            } catch {
+                throw Error(description: "PostgreSQL cannot run as root, and the '\(configuration.systemUserWhenRoot)' user cannot reach \(clusterDirectory.path). Choose a --data-dir that user can reach (its parent folders need o+x), e.g. under /var/lib or /tmp.")
+            }
+        }
+        do {
+            try await runAsClusterUser(tools.initdb, [
+                "-D", clusterDirectory.path, "-U", Self.username, "--pwfile", initPasswordFile.path,
+                "-E", "UTF8", "--locale", "C", "--auth-host", "scram-sha-256", "--auth-local", "scram-sha-256",
+            ])
+        } catch {
+            try? fileManager.removeItem(at: initPasswordFile)
+            throw error
+        }
+        try? fileManager.removeItem(at: initPasswordFile)
+        let settings = """
+
+            # Chargepath's embedded cluster: loopback only, no Unix socket.
+            listen_addresses = '127.0.0.1'
+            port = \(port)
+            unix_socket_directories = ''
+            max_connections = 200
+            shared_buffers = 256MB
+            logging_collector = off
+
+            """
+        let conf = clusterDirectory.appendingPathComponent("postgresql.conf")
+        let handle = try FileHandle(forWritingTo: conf)
+        try handle.seekToEnd()
+        try handle.write(contentsOf: Data(settings.utf8))
+        try handle.close()
+        try Data(password.utf8).write(to: passwordFile)
+        try fileManager.setAttributes([.posixPermissions: 0o600], ofItemAtPath: passwordFile.path)
+        try Data(String(port).utf8).write(to: portFile)
+        // The database Chargepath uses, created over a short-lived start.
+        try await runAsClusterUser(tools.pgCtl, ["-D", clusterDirectory.path, "-l", logFile.path, "-w", "-t", "120", "start"])
+        do {
+            try await Subprocess.run(
+                tools.psql,
+                ["-h", "127.0.0.1", "-p", String(port), "-U", Self.username, "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-q",
+                 "-c", "CREATE DATABASE \(Self.database)"],
+                environment: ["PGPASSWORD": password, "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"]
+            )
+        } catch {
+            try? await runAsClusterUser(tools.pgCtl, ["-D", clusterDirectory.path, "-m", "fast", "-w", "stop"])
+            throw error
+        }
+    }
+
+    /// A tiny shell loop, run as the cluster user, that stops the cluster once `pid` is gone.
+    /// It watches `/proc/<pid>` because a signal test (`kill -0`) fails across users.
+    func startWatchdog(tools: Tools, pid: Int32) throws {
+        let script = "while [ -d /proc/\(pid) ]; do sleep 1; done; exec '\(tools.pgCtl)' -D '\(clusterDirectory.path)' -m fast -w stop"
+        if runsAsRoot {
+            try Subprocess.spawnDetached("/usr/bin/setsid", ["/usr/sbin/runuser", "-u", configuration.systemUserWhenRoot, "--", "/bin/sh", "-c", script])
+        } else {
+            try Subprocess.spawnDetached("/usr/bin/setsid", ["/bin/sh", "-c", script])
+        }
+    }
+
+    @discardableResult
+    func runAsClusterUser(_ executable: String, _ arguments: [String]) async throws -> String {
+        if runsAsRoot {
+            return try await Subprocess.run("/usr/sbin/runuser", ["-u", configuration.systemUserWhenRoot, "--", executable] + arguments)
+        }
+        return try await Subprocess.run(executable, arguments)
+    }
+
+    struct Tools {
+        let initdb: String
+        let pgCtl: String
+        let psql: String
+    }
+
+    /// Finds PostgreSQL's programs on PATH, then in Debian's versioned folders (newest first).
+    static func findTools() throws -> Tools {
+        let fileManager = FileManager.default
+        var directories = (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").map(String.init)
+        if let versions = try? fileManager.contentsOfDirectory(atPath: "/usr/lib/postgresql") {
+            let sorted = versions.compactMap { Int($0) }.sorted(by: >)
+            directories += sorted.map { "/usr/lib/postgresql/\($0)/bin" }
+        }
+        func find(_ name: String) -> String? {
+            directories.lazy.map { "\($0)/\(name)" }.first { fileManager.isExecutableFile(atPath: $0) }
+        }
+        guard let initdb = find("initdb"), let pgCtl = find("pg_ctl"), let psql = find("psql") else {
+            throw Error(description: "PostgreSQL's initdb, pg_ctl and psql were not found on PATH or in /usr/lib/postgresql/*/bin. Install PostgreSQL (on Debian: apt-get install postgresql-15), or pass --database-url to use a server you run.")
+        }
+        return Tools(initdb: initdb, pgCtl: pgCtl, psql: psql)
+    }
+
+    static func randomPassword() -> String {
+        let alphabet = Array("abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789")
+        var generator = SystemRandomNumberGenerator()
+        return String((0..<32).map { _ in alphabet.randomElement(using: &generator)! })
+    }
+}
+
+/// Finds a TCP port on 127.0.0.1 that nothing listens on right now.
+enum FreePort {
+    static func find() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw EmbeddedPostgres.Error(description: "Could not open a socket to find a free port (errno \(errno)).") }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = 0
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
+                bind(fd, pointer, length) == 0 && getsockname(fd, pointer, &length) == 0
+            }
+        }
+        guard bound else { throw EmbeddedPostgres.Error(description: "Could not bind a socket to find a free port (errno \(errno)).") }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+}

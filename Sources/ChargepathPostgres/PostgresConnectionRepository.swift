@@ -1,0 +1,167 @@
+public import Chargepath
+public import Foundation
+public import Logging
+public import PostgresNIO
+
+/// The `connections` and `nodes` tables.
+public struct PostgresConnectionRepository: ConnectionRepository, NodeRepository {
+    let client: PostgresClient
+    let logger: Logger
+
+    public init(client: PostgresClient, logger: Logger) {
+        self.client = client
+        self.logger = logger
+    }
+
+    // MARK: ConnectionRepository
+
+    public func open(_ record: ConnectionRecord) async throws -> ConnectionID? {
+        let query = try Self.json(record.query)
+        let headers = try Self.json(record.headers)
+        // One statement: remember the row it replaces (if any), then upsert on the charge point.
+        // The newest connection wins on any node; the old socket's later `close` names its own
+        // connection_id and so can never delete this row.
+        let rows = try await client.query(
+            """
+            WITH previous AS (
+                SELECT connection_id FROM connections WHERE charge_point_id = \(record.chargePointID) FOR UPDATE
+            ), upserted AS (
+                INSERT INTO connections (connection_id, charge_point_id, path, query, headers, subprotocol,
+                                         remote_address, node_id, connected_at, last_seen_at, expires_at)
+                VALUES (\(record.connectionID.rawValue), \(record.chargePointID), \(record.path), \(query)::jsonb,
+                        \(headers)::jsonb, \(record.subprotocol), \(record.remoteAddress), \(record.nodeID.rawValue),
+                        \(record.connectedAt), \(record.lastSeenAt), \(record.expiresAt))
+                ON CONFLICT (charge_point_id) DO UPDATE SET
+                    connection_id = EXCLUDED.connection_id, path = EXCLUDED.path, query = EXCLUDED.query,
+                    headers = EXCLUDED.headers, subprotocol = EXCLUDED.subprotocol,
+                    remote_address = EXCLUDED.remote_address, node_id = EXCLUDED.node_id,
+                    connected_at = EXCLUDED.connected_at, last_seen_at = EXCLUDED.last_seen_at,
+                    expires_at = EXCLUDED.expires_at
+                RETURNING connection_id
+            )
+            SELECT previous.connection_id FROM previous, upserted
+            """,
+            logger: logger
+        )
+        for try await previous in rows.decode(String.self) where previous != record.connectionID.rawValue {
+            return ConnectionID(rawValue: previous)
+        }
+        return nil
+    }
+
+    public func close(_ id: ConnectionID) async throws {
+        try await client.query("DELETE FROM connections WHERE connection_id = \(id.rawValue)", logger: logger)
+    }
+
+    public func find(_ id: ConnectionID) async throws -> ConnectionRecord? {
+        let rows = try await client.query(
+            "SELECT \(unescaped: Self.columns) FROM connections WHERE connection_id = \(id.rawValue)",
+            logger: logger
+        )
+        for try await row in rows { return try Self.record(row) }
+        return nil
+    }
+
+    public func list(chargePointID: String?, limit: Int) async throws -> [ConnectionRecord] {
+        let rows = try await client.query(
+            """
+            SELECT \(unescaped: Self.columns) FROM connections
+            WHERE (\(chargePointID)::text IS NULL OR charge_point_id = \(chargePointID))
+            ORDER BY connected_at DESC LIMIT \(limit)
+            """,
+            logger: logger
+        )
+        var result: [ConnectionRecord] = []
+        for try await row in rows { result.append(try Self.record(row)) }
+        return result
+    }
+
+    public func touch(_ ids: [ConnectionID], at date: Date) async throws {
+        guard !ids.isEmpty else { return }
+        try await client.query(
+            "UPDATE connections SET last_seen_at = \(date) WHERE connection_id = ANY(\(ids.map(\.rawValue)))",
+            logger: logger
+        )
+    }
+
+    // MARK: NodeRepository
+
+    public func register(_ node: NodeID, hostname: String, at date: Date) async throws {
+        try await client.query(
+            """
+            WITH leftovers AS (
+                -- Rows from an earlier process that used this node id: it held sockets we do not.
+                DELETE FROM connections WHERE node_id = \(node.rawValue)
+            )
+            INSERT INTO nodes (node_id, hostname, started_at, heartbeat_at) VALUES (\(node.rawValue), \(hostname), \(date), \(date))
+            ON CONFLICT (node_id) DO UPDATE SET hostname = EXCLUDED.hostname, heartbeat_at = EXCLUDED.heartbeat_at
+            """,
+            logger: logger
+        )
+    }
+
+    public func heartbeat(_ node: NodeID, at date: Date) async throws -> Bool {
+        let rows = try await client.query(
+            "UPDATE nodes SET heartbeat_at = \(date) WHERE node_id = \(node.rawValue) RETURNING node_id",
+            logger: logger
+        )
+        for try await _ in rows.decode(String.self) { return true }
+        return false
+    }
+
+    public func deregister(_ node: NodeID) async throws {
+        try await client.query("DELETE FROM nodes WHERE node_id = \(node.rawValue)", logger: logger)
+    }
+
+    public func sweep(now: Date, staleBefore: Date) async throws -> Int {
+        let rows = try await client.query(
+            """
+            WITH expired AS (
+                DELETE FROM connections WHERE expires_at < \(now) RETURNING 1
+            ), dead_nodes AS (
+                DELETE FROM nodes WHERE heartbeat_at < \(staleBefore) RETURNING node_id
+            ), orphaned AS (
+                DELETE FROM connections WHERE node_id IN (SELECT node_id FROM dead_nodes) RETURNING 1
+            )
+            SELECT (SELECT count(*) FROM expired) + (SELECT count(*) FROM orphaned)
+            """,
+            logger: logger
+        )
+        for try await count in rows.decode(Int.self) { return count }
+        return 0
+    }
+
+    public func connectionIDs(of node: NodeID) async throws -> Set<ConnectionID> {
+        let rows = try await client.query(
+            "SELECT connection_id FROM connections WHERE node_id = \(node.rawValue)",
+            logger: logger
+        )
+        var ids = Set<ConnectionID>()
+        for try await id in rows.decode(String.self) { ids.insert(ConnectionID(rawValue: id)) }
+        return ids
+    }
+
+    // MARK: Mapping
+
+    static let columns =
+        "connection_id, charge_point_id, path, query::text, headers::text, subprotocol, remote_address, node_id, connected_at, last_seen_at, expires_at"
+
+    static func record(_ row: PostgresRow) throws -> ConnectionRecord {
+        let (id, chargePoint, path, query, headers, subprotocol, remote, node, connected, lastSeen, expires) = try row.decode(
+            (String, String, String, String, String, String?, String?, String, Date, Date, Date).self
+        )
+        return ConnectionRecord(
+            connectionID: ConnectionID(rawValue: id), chargePointID: chargePoint, path: path,
+            query: try JSONDecoder().decode([String: String].self, from: Data(query.utf8)),
+            headers: try JSONDecoder().decode([String: String].self, from: Data(headers.utf8)),
+            subprotocol: subprotocol, remoteAddress: remote, nodeID: NodeID(rawValue: node),
+            connectedAt: connected, lastSeenAt: lastSeen, expiresAt: expires
+        )
+    }
+
+    static func json(_ dictionary: [String: String]) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: try encoder.encode(dictionary), as: UTF8.self)
+    }
+}

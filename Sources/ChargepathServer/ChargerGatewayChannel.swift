@@ -1,0 +1,213 @@
+public import Chargepath
+import HTTPTypes
+import HummingbirdCore
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOHTTPTypes
+import NIOHTTPTypesHTTP1
+import NIOWebSocket
+@_spi(WSInternal) import WSCore
+
+/// What the gateway learned from an upgrade request it accepted.
+public struct ChargerUpgrade: Sendable {
+    /// The id this socket gets (in the `connections` table and the `@connections` API).
+    public let connectionID: ConnectionID
+    public let accepted: ChargerHandshake.Accepted
+    /// The request headers as stored (lower-cased names, secrets redacted).
+    public let headers: [String: String]
+    public let remoteAddress: String?
+}
+
+/// The charger port's child channel: HTTP/1.1 that upgrades to a WebSocket when the handshake
+/// allows it, and answers everything else with a clear HTTP status.
+///
+/// Why not `HTTP1WebSocketUpgradeChannel`: it answers every refused upgrade with an empty 400.
+/// Chargers (and the people reading their logs) deserve the reason, and a plain HTTP request
+/// to this port deserves `426 Upgrade Required`, so this channel keeps the refusal and writes it.
+/// The shape follows `HTTP1WebSocketUpgradeChannel` (hummingbird-websocket) closely.
+struct ChargerGatewayChannel: ServerChildChannel, HTTPChannelHandler {
+    typealias SessionHandler = @Sendable (ChargerUpgrade, WebSocketInboundStream, WebSocketOutboundWriter, Logger) async throws -> Void
+
+    enum UpgradeResult: Sendable {
+        case websocket(NIOAsyncChannel<WebSocketFrame, WebSocketFrame>, ChargerUpgrade)
+        case notUpgraded(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>)
+        case refused(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>, ChargerHandshake.Refusal)
+    }
+
+    struct Value: ServerChildChannelValue {
+        let upgradeResult: EventLoopFuture<UpgradeResult>
+        let channel: any Channel
+    }
+
+    struct Context: WebSocketContext {
+        let logger: Logger
+    }
+
+    let responder: HTTPChannelHandler.Responder
+    let handshake: ChargerHandshake
+    let configuration: GatewayConfiguration
+    let session: SessionHandler
+
+    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
+        channel.eventLoop.makeCompletedFuture {
+            let refusal = NIOLoopBoundBox<ChargerHandshake.Refusal?>(nil, eventLoop: channel.eventLoop)
+            let handshake = self.handshake
+            let upgrader = NIOTypedWebSocketServerUpgrader<UpgradeResult>(
+                maxFrameSize: self.configuration.maxMessageSize,
+                enableAutomaticErrorHandling: true,
+                shouldUpgrade: { channel, head in
+                    let offered = head.headers["Sec-WebSocket-Protocol"]
+                    switch handshake.decide(uri: head.uri, offeredSubprotocols: offered) {
+                    case .success(let accepted):
+                        var headers = HTTPHeaders()
+                        if let echo = accepted.subprotocolToEcho {
+                            headers.add(name: "Sec-WebSocket-Protocol", value: echo)
+                        }
+                        return channel.eventLoop.makeSucceededFuture(headers)
+                    case .failure(let reason):
+                        refusal.value = reason
+                        return channel.eventLoop.makeSucceededFuture(nil)
+                    }
+                },
+                upgradePipelineHandler: { channel, head in
+                    channel.eventLoop.makeCompletedFuture {
+                        // The handshake accepted this head a moment ago; deciding again is pure and cheap.
+                        guard case .success(let accepted) = handshake.decide(uri: head.uri, offeredSubprotocols: head.headers["Sec-WebSocket-Protocol"]) else {
+                            throw ChannelError.inputClosed
+                        }
+                        let upgrade = ChargerUpgrade(
+                            connectionID: ConnectionID.random(),
+                            accepted: accepted,
+                            headers: ConnectionRecord.storableHeaders(head.headers.map { (name: $0.name, value: $0.value) }),
+                            remoteAddress: channel.remoteAddress?.ipAddress
+                        )
+                        let asyncChannel = try NIOAsyncChannel<WebSocketFrame, WebSocketFrame>(
+                            wrappingChannelSynchronously: channel,
+                            configuration: .init(isOutboundHalfClosureEnabled: true)
+                        )
+                        return UpgradeResult.websocket(asyncChannel, upgrade)
+                    }
+                }
+            )
+            let serverUpgradeConfiguration = NIOTypedHTTPServerUpgradeConfiguration(
+                upgraders: [upgrader],
+                notUpgradingCompletionHandler: { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: false))
+                        let asyncChannel = try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(
+                            wrappingChannelSynchronously: channel,
+                            configuration: .init(isOutboundHalfClosureEnabled: true)
+                        )
+                        if let reason = refusal.value {
+                            return UpgradeResult.refused(asyncChannel, reason)
+                        }
+                        return UpgradeResult.notUpgraded(asyncChannel)
+                    }
+                }
+            )
+            var pipeline = NIOUpgradableHTTPServerPipelineConfiguration<UpgradeResult>(upgradeConfiguration: serverUpgradeConfiguration)
+            pipeline.enablePipelining = false
+            pipeline.enableErrorHandling = true
+            let result = try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(configuration: pipeline)
+            return Value(upgradeResult: result, channel: channel)
+        }
+    }
+
+    func handle(value: Value, logger: Logger) async {
+        do {
+            switch try await value.upgradeResult.get() {
+            case .notUpgraded(let http):
+                await handleHTTP(asyncChannel: http, logger: logger)
+            case .refused(let http, let reason):
+                logger.info(
+                    "Refused a charger's WebSocket upgrade",
+                    metadata: ["http.status": "\(reason.status)", "reason": "\(reason.message)"]
+                )
+                await Self.writeRefusal(reason, to: http, logger: logger)
+            case .websocket(let asyncChannel, let upgrade):
+                let configuration = self.configuration
+                let session = self.session
+                var logger = logger
+                logger[metadataKey: "ocpp.charge_point"] = "\(upgrade.accepted.identity)"
+                logger[metadataKey: "ocpp.connection_id"] = "\(upgrade.connectionID)"
+                let closeFrame = try await WebSocketHandler.handle(
+                    type: .server,
+                    configuration: .init(
+                        extensions: [],
+                        autoPing: configuration.pingInterval.map { .enabled(timePeriod: $0) } ?? .disabled,
+                        closeTimeout: configuration.closeTimeout,
+                        validateUTF8: true,
+                        maxFrameSize: configuration.maxMessageSize
+                    ),
+                    asyncChannel: asyncChannel,
+                    context: Context(logger: logger),
+                    handler: { inbound, outbound, context in
+                        try await session(upgrade, inbound, outbound, context.logger)
+                    }
+                )
+                logger.info(
+                    "Charger disconnected",
+                    metadata: [
+                        "ws.close_code": "\(closeFrame.map { "\($0.closeCode)" } ?? "none (no close frame)")",
+                        "net.peer": "\(upgrade.remoteAddress ?? "unknown")",
+                    ]
+                )
+            }
+        } catch let error as ChannelError where error == .inputClosed {
+            logger.trace("Charger connection closed during the upgrade")
+        } catch {
+            logger.debug("Charger connection ended with an error", metadata: ["error": "\(error)"])
+        }
+    }
+
+    static func writeRefusal(
+        _ reason: ChargerHandshake.Refusal,
+        to asyncChannel: NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>,
+        logger: Logger
+    ) async {
+        do {
+            try await asyncChannel.executeThenClose { _, outbound in
+                let body = ByteBuffer(string: reason.message + "\n")
+                let head = HTTPResponse(
+                    status: .init(code: reason.status),
+                    headerFields: [
+                        .connection: "close",
+                        .contentType: "text/plain; charset=utf-8",
+                        .contentLength: "\(body.readableBytes)",
+                    ]
+                )
+                try await outbound.write(contentsOf: [.head(head), .body(body), .end(nil)])
+            }
+        } catch {
+            logger.trace("Could not write the refusal", metadata: ["error": "\(error)"])
+        }
+    }
+}
+
+/// How the charger port behaves; defaults are the documented CLI defaults.
+public struct GatewayConfiguration: Sendable {
+    /// The largest WebSocket message (and frame) a charger may send; larger closes with 1009.
+    public var maxMessageSize: Int
+    /// Server-side pings that find dead sockets; nil disables them.
+    public var pingInterval: Duration?
+    /// How long to wait for the charger's close frame after ours.
+    public var closeTimeout: Duration
+    /// How long a connection may live before it is closed (API Gateway's 2 h is too short for chargers).
+    public var maximumConnectionDuration: Duration
+    public var handshake: ChargerHandshake.Configuration
+
+    public init(
+        maxMessageSize: Int = 65_536,
+        pingInterval: Duration? = .seconds(30),
+        closeTimeout: Duration = .seconds(10),
+        maximumConnectionDuration: Duration = .seconds(24 * 3600),
+        handshake: ChargerHandshake.Configuration = .init()
+    ) {
+        self.maxMessageSize = maxMessageSize
+        self.pingInterval = pingInterval
+        self.closeTimeout = closeTimeout
+        self.maximumConnectionDuration = maximumConnectionDuration
+        self.handshake = handshake
+    }
+}

@@ -1,0 +1,136 @@
+import NIOWebSocket
+import WSCore
+public import Chargepath
+public import Foundation
+public import Logging
+public import ServiceLifecycle
+
+/// Keeps this node's row alive and the `connections` table honest.
+///
+/// Every `heartbeatInterval` it refreshes the node's heartbeat and writes `last_seen_at` for the
+/// sockets that saw traffic (one batched UPDATE). Every `sweepInterval` it deletes expired rows
+/// and the rows of nodes whose heartbeat is older than `deadNodeAfter`, closes local sockets whose
+/// row vanished (replaced on another node, or swept), and closes sockets past their maximum age.
+/// On graceful shutdown it removes the node, and with it every row it recorded.
+public struct NodeService: Service {
+    public struct Configuration: Sendable {
+        public var heartbeatInterval: Duration
+        public var sweepInterval: Duration
+        public var deadNodeAfter: Duration
+
+        public init(heartbeatInterval: Duration = .seconds(10), sweepInterval: Duration = .seconds(30), deadNodeAfter: Duration = .seconds(60)) {
+            self.heartbeatInterval = heartbeatInterval
+            self.sweepInterval = sweepInterval
+            self.deadNodeAfter = deadNodeAfter
+        }
+    }
+
+    let nodeID: NodeID
+    let nodes: any NodeRepository
+    let connections: any ConnectionRepository
+    let registry: ConnectionRegistry
+    let configuration: Configuration
+    let maximumConnectionDuration: Duration
+    let logger: Logger
+    let now: @Sendable () -> Date
+
+    public init(
+        nodeID: NodeID, nodes: any NodeRepository, connections: any ConnectionRepository, registry: ConnectionRegistry,
+        configuration: Configuration, maximumConnectionDuration: Duration, logger: Logger,
+        now: @escaping @Sendable () -> Date = { Date() }
+    ) {
+        self.nodeID = nodeID
+        self.nodes = nodes
+        self.connections = connections
+        self.registry = registry
+        self.configuration = configuration
+        self.maximumConnectionDuration = maximumConnectionDuration
+        self.logger = logger
+        self.now = now
+    }
+
+    public func run() async throws {
+        var sinceSweep = Duration.zero
+        while !Task.isShuttingDownGracefully, !Task.isCancelled {
+            do {
+                try await cancelWhenGracefulShutdown {
+                    try await Task.sleep(for: configuration.heartbeatInterval)
+                }
+            } catch {
+                break
+            }
+            await beat()
+            sinceSweep += configuration.heartbeatInterval
+            if sinceSweep >= configuration.sweepInterval {
+                sinceSweep = .zero
+                await sweep()
+            }
+        }
+        do {
+            try await nodes.deregister(nodeID)
+            logger.info("Node deregistered; its connection rows are gone")
+        } catch {
+            logger.warning("Could not deregister the node; other nodes will sweep it", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Refreshes the heartbeat and flushes `last_seen_at`.
+    public func beat() async {
+        do {
+            if try await !nodes.heartbeat(nodeID, at: now()) {
+                logger.warning("This node's row was swept as dead; registering again and closing sockets whose rows went")
+                try await nodes.register(nodeID, hostname: ProcessInfo.processInfo.hostName, at: now())
+                await reconcile()
+            }
+            try await connections.touch(registry.drainActive(), at: now())
+        } catch {
+            logger.warning("Heartbeat failed; retrying on the next beat", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Deletes dead rows, then makes the local sockets agree with the table.
+    public func sweep() async {
+        let date = now()
+        do {
+            let removed = try await nodes.sweep(now: date, staleBefore: date.addingTimeInterval(-configuration.deadNodeAfter.timeInterval))
+            if removed > 0 {
+                logger.info("Swept connection rows of dead nodes or past their expiry", metadata: ["connections.removed": "\(removed)"])
+            }
+        } catch {
+            logger.warning("Sweep failed; retrying on the next sweep", metadata: ["error": "\(error)"])
+        }
+        await reconcile()
+    }
+
+    /// Closes local sockets whose row is gone, and sockets past the maximum connection age.
+    public func reconcile() async {
+        // Snapshot first: a socket is registered only after its row is written, so any socket in
+        // this snapshot that has no row below really lost it.
+        let local = registry.all
+        guard !local.isEmpty else { return }
+        let recorded: Set<ConnectionID>
+        do {
+            recorded = try await nodes.connectionIDs(of: nodeID)
+        } catch {
+            logger.warning("Could not read this node's connection rows", metadata: ["error": "\(error)"])
+            return
+        }
+        let oldest = now().addingTimeInterval(-maximumConnectionDuration.timeInterval)
+        for entry in local {
+            if !recorded.contains(entry.connectionID) {
+                logger.info(
+                    "Closing a socket whose connection row is gone (replaced elsewhere, or swept)",
+                    metadata: ["ocpp.charge_point": "\(entry.identity)", "ocpp.connection_id": "\(entry.connectionID)"]
+                )
+                registry.remove(entry.connectionID)
+                try? await entry.writer.close(.normalClosure, reason: "Connection superseded")
+            } else if entry.connectedAt < oldest {
+                logger.info(
+                    "Closing a socket that reached the maximum connection duration",
+                    metadata: ["ocpp.charge_point": "\(entry.identity)", "ocpp.connection_id": "\(entry.connectionID)"]
+                )
+                try? await entry.writer.close(.goingAway, reason: "Maximum connection duration reached; reconnect")
+            }
+        }
+    }
+}
