@@ -18,7 +18,7 @@ lines = [
     "",
     "extension Migration {",
     "    /// Every migration in `Migrations/`, in order.",
-    "    static let embedded: [Migration] = [",
+    "    public static let embedded: [Migration] = [",
 ]
 for path in migrations:
     match = re.fullmatch(r"(\d{4})_([a-z0-9_]+)\.sql", path.name)

@@ -116,6 +116,7 @@ public struct ConnectionRecord: Sendable, Equatable {
 public protocol ConnectionRepository: Sendable {
     /// Records a new connection. Any earlier record for the same charge point is replaced, on any node:
     /// the newest connection wins. Returns the id of the connection it replaced, if there was one.
+    @discardableResult
     func open(_ record: ConnectionRecord) async throws -> ConnectionID?
     /// Forgets one connection. It never touches a newer connection of the same charge point.
     func close(_ id: ConnectionID) async throws

@@ -34,6 +34,8 @@ public enum ChargepathApp {
                 configuration: .init(services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
             )
             try await group.run()
+        } catch let error as StartupAbandoned {
+            logger.notice("\(error.description)")
         } catch {
             try? await embedded?.stop()
             throw error
@@ -102,11 +104,14 @@ public enum ChargepathApp {
             logger: logger
         )
         let maximumBackoff = configuration.maximumStartupBackoff
+        let attemptTimeout = configuration.startupAttemptTimeout
         chargerApp.beforeServerStarts {
             // No charger is accepted before the schema is in place and this node is on record.
             try await retryingWithBackoff(maximum: maximumBackoff, logger: logger, what: "migrate the database at \(database)") {
-                try await migrations.run(on: client, logger: logger)
-                try await repository.register(nodeID, hostname: ProcessInfo.processInfo.hostName, at: Date())
+                try await withDeadline(attemptTimeout, what: "reaching the database") {
+                    try await migrations.run(on: client, logger: logger)
+                    try await repository.register(nodeID, hostname: ProcessInfo.processInfo.hostName, at: Date())
+                }
             }
         }
 
@@ -152,8 +157,14 @@ public enum ChargepathApp {
         case .stored(let file):
             lines.append("  API token:            kept in \(file.path)")
         }
-        print(lines.joined(separator: "\n"))
+        // Straight to stdout, unbuffered: the banner must show even when stdout is a pipe.
+        FileHandle.standardOutput.write(Data((lines.joined(separator: "\n") + "\n").utf8))
     }
+}
+
+/// Shutdown was asked for before the server could start (e.g. Ctrl-C while the database was down).
+public struct StartupAbandoned: Error, CustomStringConvertible {
+    public let description: String
 }
 
 struct ReadinessError: Error, CustomStringConvertible {
@@ -213,9 +224,31 @@ func retryingWithBackoff(maximum: Duration, logger: Logger, what: String, _ oper
                 metadata: ["attempt": "\(attempt)", "error": "\(String(reflecting: error))"]
             )
             let wait = delay
-            try await cancelWhenGracefulShutdown { try await Task.sleep(for: wait) }
+            do {
+                try await cancelWhenGracefulShutdown { try await Task.sleep(for: wait) }
+            } catch {
+                throw StartupAbandoned(description: "Stopped while trying to \(what); the server never accepted a charger.")
+            }
             delay = min(delay * 2, maximum)
             attempt += 1
         }
+    }
+}
+
+struct DeadlineExceeded: Error, CustomStringConvertible {
+    let description: String
+}
+
+/// Runs `operation`, failing with `DeadlineExceeded` once `timeout` passes (PostgresClient waits
+/// for a connection without limit while the server is down; startup must notice and say so).
+func withDeadline<T: Sendable>(_ timeout: Duration, what: String, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+    try await withThrowingTaskGroup(of: T.self) { group in
+        group.addTask { try await operation() }
+        group.addTask {
+            try await Task.sleep(for: timeout)
+            throw DeadlineExceeded(description: "\(what) took longer than \(timeout)")
+        }
+        defer { group.cancelAll() }
+        return try await group.next()!
     }
 }

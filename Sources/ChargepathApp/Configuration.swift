@@ -22,6 +22,8 @@ public struct ChargepathConfiguration: Sendable {
     public var databasePoolSize: Int
     /// How long to wait between attempts to reach the database at start, at most.
     public var maximumStartupBackoff: Duration
+    /// How long one attempt to reach and migrate the database may take before it counts as failed.
+    public var startupAttemptTimeout: Duration
 
     public init(
         dataDirectory: URL = URL(fileURLWithPath: ".chargepath", isDirectory: true),
@@ -35,7 +37,8 @@ public struct ChargepathConfiguration: Sendable {
         gateway: GatewayConfiguration = .init(),
         node: NodeService.Configuration = .init(),
         databasePoolSize: Int = 20,
-        maximumStartupBackoff: Duration = .seconds(10)
+        maximumStartupBackoff: Duration = .seconds(10),
+        startupAttemptTimeout: Duration = .seconds(15)
     ) {
         self.dataDirectory = dataDirectory
         self.databaseURL = databaseURL
@@ -49,5 +52,6 @@ public struct ChargepathConfiguration: Sendable {
         self.node = node
         self.databasePoolSize = databasePoolSize
         self.maximumStartupBackoff = maximumStartupBackoff
+        self.startupAttemptTimeout = startupAttemptTimeout
     }
 }

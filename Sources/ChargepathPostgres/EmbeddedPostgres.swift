@@ -64,7 +64,9 @@ public struct EmbeddedPostgres: Sendable {
         let fileManager = FileManager.default
         try fileManager.createDirectory(at: configuration.dataDirectory, withIntermediateDirectories: true)
         let versionFile = clusterDirectory.appendingPathComponent("PG_VERSION")
-        if !fileManager.fileExists(atPath: versionFile.path) {
+        let created = !fileManager.fileExists(atPath: versionFile.path)
+        if created {
+            // Leaves the new cluster running.
             try await initialize(tools: tools)
         }
         guard let password = try? String(contentsOf: passwordFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines),
@@ -73,7 +75,9 @@ public struct EmbeddedPostgres: Sendable {
         else {
             throw Error(description: "The embedded PostgreSQL in \(clusterDirectory.path) has no password or port file; remove \(clusterDirectory.path) to create a new cluster.")
         }
-        if try await isRunning(tools: tools) {
+        if created {
+            logger.info("Started the new embedded PostgreSQL", metadata: ["db.port": "\(port)"])
+        } else if try await isRunning(tools: tools) {
             logger.info("Adopting the embedded PostgreSQL that is already running", metadata: ["db.port": "\(port)"])
         } else {
             logger.info("Starting the embedded PostgreSQL", metadata: ["db.data_dir": "\(clusterDirectory.path)", "db.port": "\(port)"])
@@ -114,10 +118,11 @@ public struct EmbeddedPostgres: Sendable {
         let password = Self.randomPassword()
         let port = try configuration.port ?? FreePort.find()
         // initdb reads the superuser's password from a file the cluster user can read; it is removed afterwards.
-        let initPasswordFile = clusterDirectory.appendingPathComponent(".initdb-password")
-        try Data((password + "\n").utf8).write(to: initPasswordFile)
+        // (Next to the cluster, not in it: initdb wants an empty directory.)
+        let initPasswordFile = configuration.dataDirectory.appendingPathComponent(".initdb-password")
+        fileManager.createFile(atPath: initPasswordFile.path, contents: Data((password + "\n").utf8), attributes: [.posixPermissions: 0o600])
         if runsAsRoot {
-            try await Subprocess.run("/bin/chown", ["-R", configuration.systemUserWhenRoot, clusterDirectory.path])
+            try await Subprocess.run("/bin/chown", ["-R", configuration.systemUserWhenRoot, clusterDirectory.path, initPasswordFile.path])
             do {
                 try await Subprocess.run("/usr/sbin/runuser", ["-u", configuration.systemUserWhenRoot, "--", "test", "-w", clusterDirectory.path])
             } catch {
@@ -163,7 +168,7 @@ public struct EmbeddedPostgres: Sendable {
                 environment: ["PGPASSWORD": password, "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"]
             )
         } catch {
-            try? await runAsClusterUser(tools.pgCtl, ["-D", clusterDirectory.path, "-m", "fast", "-w", "stop"])
+            _ = try? await runAsClusterUser(tools.pgCtl, ["-D", clusterDirectory.path, "-m", "fast", "-w", "stop"])
             throw error
         }
     }
@@ -218,8 +223,8 @@ public struct EmbeddedPostgres: Sendable {
 }
 
 /// Finds a TCP port on 127.0.0.1 that nothing listens on right now.
-enum FreePort {
-    static func find() throws -> Int {
+public enum FreePort {
+    public static func find() throws -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw EmbeddedPostgres.Error(description: "Could not open a socket to find a free port (errno \(errno)).") }
         defer { close(fd) }

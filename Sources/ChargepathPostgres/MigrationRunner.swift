@@ -7,6 +7,12 @@ public struct Migration: Sendable, Equatable {
     public let version: Int
     public let name: String
     public let sql: String
+
+    public init(version: Int, name: String, sql: String) {
+        self.version = version
+        self.name = name
+        self.sql = sql
+    }
 }
 
 /// Applies the migrations in order, each once, recorded with a checksum in `schema_migrations`.
@@ -31,6 +37,16 @@ public struct MigrationRunner: Sendable {
     /// The versions that are applied after this returns.
     @discardableResult
     public func run(on client: PostgresClient, logger: Logger) async throws -> [Int] {
+        do {
+            return try await apply(on: client, logger: logger)
+        } catch let error as PostgresTransactionError {
+            // Say what failed inside the transaction, not that a transaction failed.
+            if let inner = error.closureError ?? error.beginError ?? error.commitError { throw inner }
+            throw error
+        }
+    }
+
+    private func apply(on client: PostgresClient, logger: Logger) async throws -> [Int] {
         try await client.withConnection { connection in
             try await connection.withTransaction(logger: logger) { connection in
                 _ = try await connection.query("SELECT pg_advisory_xact_lock(\(Self.lockKey))", logger: logger)

@@ -2,7 +2,7 @@
 
 extension Migration {
     /// Every migration in `Migrations/`, in order.
-    static let embedded: [Migration] = [
+    public static let embedded: [Migration] = [
         Migration(version: 1, name: "0001_connections.sql", sql: #"""
 -- Server processes (nodes) that share this database, with their liveness heartbeat.
 CREATE TABLE nodes (

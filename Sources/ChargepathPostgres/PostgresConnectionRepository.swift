@@ -15,6 +15,7 @@ public struct PostgresConnectionRepository: ConnectionRepository, NodeRepository
 
     // MARK: ConnectionRepository
 
+    @discardableResult
     public func open(_ record: ConnectionRecord) async throws -> ConnectionID? {
         let query = try Self.json(record.query)
         let headers = try Self.json(record.headers)

@@ -1,0 +1,138 @@
+import Chargepath
+import ChargepathApp
+import ChargepathPostgres
+import ChargepathServer
+import Foundation
+import Logging
+import PostgresNIO
+import ServiceLifecycle
+import Testing
+
+@Suite struct NodeAndMigrationTests {
+    @Test func twoNodesStartingTogetherApplyEachMigrationExactlyOnce() async throws {
+        let database = try await TestDatabase.shared.freshDatabase()
+        // Two nodes with their own pools, started at the same moment on one empty database.
+        let nodes = try await withThrowingTaskGroup(of: NodeID.self) { group in
+            for _ in 0..<2 {
+                group.addTask {
+                    try await TestServer.with(database: database) { server in server.running.nodeID }
+                }
+            }
+            return try await group.reduce(into: [NodeID]()) { $0.append($1) }
+        }
+        #expect(Set(nodes).count == 2)
+        let counts = try await TestDatabase.withClient(database) { client in
+            var counts: [Int: Int] = [:]
+            for try await (version, count) in try await client.query(
+                "SELECT version, count(*)::int FROM schema_migrations GROUP BY version", logger: TestDatabase.logger
+            ).decode((Int, Int).self) {
+                counts[version] = count
+            }
+            return counts
+        }
+        #expect(counts.keys.sorted() == Migration.embedded.map(\.version))
+        #expect(counts.values.allSatisfy { $0 == 1 })
+    }
+
+    @Test func aMigrationEditedAfterItWasAppliedIsRefused() async throws {
+        let database = try await TestDatabase.shared.freshDatabase()
+        try await TestDatabase.withClient(database) { client in
+            try await MigrationRunner().run(on: client, logger: TestDatabase.logger)
+            let first = try #require(Migration.embedded.first)
+            let edited = Migration(version: first.version, name: first.name, sql: first.sql + "\n-- edited")
+            await #expect(throws: MigrationRunner.Error.self) {
+                try await MigrationRunner(migrations: [edited]).run(on: client, logger: TestDatabase.logger)
+            }
+            #expect(try await MigrationRunner().isUpToDate(on: client, logger: TestDatabase.logger))
+        }
+    }
+
+    @Test func theSweeperRemovesRowsOfDeadNodesAndExpiredRows() async throws {
+        try await TestServer.with { server in
+            try await TestDatabase.withClient(server.database) { client in
+                let repository = PostgresConnectionRepository(client: client, logger: TestDatabase.logger)
+                let now = Date()
+                // A node that crashed two minutes ago, with a connection it never removed.
+                try await repository.register(NodeID(rawValue: "crashed"), hostname: "gone", at: now.addingTimeInterval(-120))
+                try await repository.open(Self.record("CP-GHOST", node: "crashed", connectedAt: now.addingTimeInterval(-130)))
+                // A live node's connection past its 24 h expiry.
+                try await repository.open(Self.record("CP-OLD", node: server.running.nodeID.rawValue, connectedAt: now.addingTimeInterval(-90_000)))
+                // A live node's current connection.
+                try await repository.open(Self.record("CP-LIVE", node: server.running.nodeID.rawValue, connectedAt: now))
+
+                let removed = try await repository.sweep(now: now, staleBefore: now.addingTimeInterval(-60))
+                #expect(removed == 2)
+                let left = try await repository.list(chargePointID: nil, limit: 10).map(\.chargePointID)
+                #expect(left == ["CP-LIVE"])
+            }
+        }
+    }
+
+    @Test func aStartedNodeClosesSocketsWhoseRowsAnotherNodeTookOver() async throws {
+        try await TestServer.with(configure: {
+            $0.node = .init(heartbeatInterval: .milliseconds(200), sweepInterval: .milliseconds(400), deadNodeAfter: .seconds(60))
+        }) { server in
+            try await TestCharger.with(url: server.ocppURL + "/CP-MOVED") { charger in
+                try await eventually("recorded") {
+                    try await TestDatabase.withClient(server.database) { client in
+                        try await !PostgresConnectionRepository(client: client, logger: TestDatabase.logger).list(chargePointID: "CP-MOVED", limit: 1).isEmpty
+                    }
+                }
+                // The charger reconnected through another node: its row now names that node.
+                try await TestDatabase.withClient(server.database) { client in
+                    let repository = PostgresConnectionRepository(client: client, logger: TestDatabase.logger)
+                    try await repository.register(NodeID(rawValue: "other"), hostname: "other", at: Date())
+                    try await repository.open(Self.record("CP-MOVED", node: "other", connectedAt: Date()))
+                }
+                // This node's sweep (every 30 s by default; 1 s here) finds its socket superseded.
+                _ = try await charger.waitUntilClosed(timeout: .seconds(15))
+            }
+        }
+    }
+
+    @Test func anUnreachableDatabaseIsRetriedAndNoChargerIsAccepted() async throws {
+        let ocppPort = try FreePort.find()
+        let deadPort = try FreePort.find()
+        let unreachable = DatabaseEndpoint(host: "127.0.0.1", port: deadPort, username: "nobody", password: "x", database: "none")
+        var configuration = ChargepathConfiguration(
+            dataDirectory: URL(fileURLWithPath: NSTemporaryDirectory()), ocppHost: "127.0.0.1", ocppPort: ocppPort,
+            apiHost: "127.0.0.1", apiPort: 0, apiToken: TestServer.token, databasePoolSize: 2,
+            maximumStartupBackoff: .milliseconds(500), startupAttemptTimeout: .seconds(1)
+        )
+        configuration.nodeID = NodeID(rawValue: "unreachable-db")
+        let logs = LogCapture()
+        let services = try ChargepathApp.makeServices(
+            configuration: configuration, database: unreachable, apiToken: TestServer.token,
+            logger: Logger(label: "test", factory: { _ in logs }),
+            onRunning: { _ in }
+        )
+        let group = ServiceGroup(configuration: .init(services: services.map { .init(service: $0) }, logger: TestDatabase.logger))
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask {
+                do {
+                    try await group.run()
+                } catch is StartupAbandoned {
+                    // Expected: shut down while still waiting for the database.
+                }
+            }
+            defer { if ProcessInfo.processInfo.environment["TEST_PRINT_LOGS"] != nil { print(logs.messages.joined(separator: "\n")) } }
+            try await eventually("the failure is logged with a retry") {
+                logs.messages.contains { $0.contains("Could not migrate the database") && $0.contains("retrying") }
+            }
+            // The charger port is not open: nothing can connect that could not be recorded.
+            await #expect(throws: (any Error).self) {
+                _ = try await RawTCP.exchange(port: ocppPort, RawTCP.upgradeRequest(path: "/CP-1"), timeout: .seconds(2))
+            }
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+        }
+    }
+
+    static func record(_ chargePoint: String, node: String, connectedAt: Date) -> ConnectionRecord {
+        ConnectionRecord(
+            connectionID: .random(), chargePointID: chargePoint, path: "/\(chargePoint)", query: [:], headers: [:],
+            subprotocol: "ocpp1.6", remoteAddress: "127.0.0.1", nodeID: NodeID(rawValue: node),
+            connectedAt: connectedAt, lastSeenAt: connectedAt, expiresAt: connectedAt.addingTimeInterval(86_400)
+        )
+    }
+}
