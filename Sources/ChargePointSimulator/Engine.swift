@@ -461,7 +461,7 @@ final class ChargePointEngine {
         case .failure(let error):
             if error is CallError {
                 stats?.callCompleted(action: action, roundTrip: rtt, isError: true)
-            } else if let e = error as? SimulatorError {
+            } else if let e = error as? SimulatorError, e.code != .cancelled {
                 stats?.callFailed(action: action, error: e)
             }
             throw error

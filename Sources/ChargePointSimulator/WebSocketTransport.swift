@@ -214,7 +214,7 @@ enum WebSocketTransport {
             throw SimulatorError(
                 .upgradeRefused,
                 "server at \(endpoint.displayURL) refused the WebSocket upgrade: HTTP \(status) \(refused.status.reasonPhrase)"
-                    + (body.isEmpty ? "" : ": \(body.prefix(200))"),
+                    + (body.isEmpty ? "" : ": " + body.split(whereSeparator: \.isWhitespace).joined(separator: " ").prefix(200)),
                 httpStatus: status, body: body
             )
         }
@@ -226,7 +226,7 @@ enum WebSocketTransport {
             if let dns = e.dnsAAAAError ?? e.dnsAError { return "DNS: \(dns)" }
             return "connection failed"
         }
-        if let e = error as? IOError { return e.description }
+        if let e = error as? IOError { return String(cString: strerror(e.errnoCode)) }
         if let e = error as? ChannelError {
             switch e {
             case .connectTimeout(let t): return "connect timeout after \(t.nanoseconds / 1_000_000) ms"

@@ -48,6 +48,56 @@ struct FleetTests {
         }
     }
 
+    @Test func sourceAddressesAreBoundRoundRobin() async throws {
+        try await TestCentralSystem.with { server in
+            var config = FleetConfiguration(url: server.baseURL, chargers: 4)
+            config.scenario = .bootStorm
+            config.sourceAddresses = try SourceAddresses.parse("127.0.0.2-127.0.0.3")
+            config.duration = .seconds(20)
+            let report = try await Fleet(configuration: config).run()
+            #expect(report.bootAccepted == 4)
+            #expect(server.remoteAddress("CP-1") == "127.0.0.2")
+            #expect(server.remoteAddress("CP-2") == "127.0.0.3")
+            #expect(server.remoteAddress("CP-3") == "127.0.0.2")
+        }
+    }
+
+    @Test func sessionsScenarioRunsTransactions() async throws {
+        try await TestCentralSystem.with { server in
+            var config = FleetConfiguration(url: server.baseURL, chargers: 3)
+            config.scenario = .sessions
+            config.rampUpPerSecond = 0
+            config.meterInterval = .milliseconds(200)
+            config.sessionDuration = .milliseconds(700)
+            config.sessionPause = .milliseconds(100)
+            config.duration = .seconds(3)
+            config.validateMessages = true
+            let report = try await Fleet(configuration: config).run()
+            #expect(report.totalErrors == 0)
+            for i in 0..<3 {
+                let actions = server.received(config.identity(at: i)).map(\.action)
+                #expect(actions.contains("Authorize"))
+                #expect(actions.contains("StopTransaction"))
+                #expect(actions.filter { $0 == "MeterValues" }.count >= 2)
+            }
+        }
+    }
+
+    @Test func floodScenarioSendsAMixOfCalls() async throws {
+        try await TestCentralSystem.with { server in
+            var config = FleetConfiguration(url: server.baseURL, chargers: 5)
+            config.scenario = .flood
+            config.rampUpPerSecond = 0
+            config.duration = .seconds(1)
+            config.validateMessages = true
+            let report = try await Fleet(configuration: config).run()
+            #expect(report.totalErrors == 0)
+            #expect(report.callsAnswered > 50)
+            let actions = Set(server.received("CP-1").map(\.action))
+            #expect(actions.isSuperset(of: ["Heartbeat", "StatusNotification", "Authorize", "MeterValues"]))
+        }
+    }
+
     @Test func unreachableFleetFailsFast() async throws {
         var config = FleetConfiguration(url: "ws://127.0.0.1:1/ocpp", chargers: 3)
         config.duration = .seconds(30)

@@ -22,6 +22,7 @@ final class TestCentralSystem: Sendable {
         var writers: [String: WebSocketOutboundWriter] = [:]
         var channels: [String: any Channel] = [:]
         var authorization: [String: String] = [:]
+        var remoteAddresses: [String: String] = [:]
         var bootStatuses: [String: [RegistrationStatus]] = [:]
         var refused: Set<String> = []
         var nextTransactionID = 100
@@ -127,6 +128,8 @@ final class TestCentralSystem: Sendable {
 
     func authorization(_ identity: String) -> String? { state.withLock { $0.authorization[identity] } }
 
+    func remoteAddress(_ identity: String) -> String? { state.withLock { $0.remoteAddresses[identity] } }
+
     /// Polls until `condition` holds for the messages received from `identity`.
     func waitFor(
         _ identity: String, timeout: Duration = .seconds(10), _ what: String = "condition",
@@ -179,6 +182,7 @@ final class TestCentralSystem: Sendable {
             guard !s.refused.contains(identity) else { return false }
             s.channels[identity] = channel
             s.authorization[identity] = authorization
+            s.remoteAddresses[identity] = channel.remoteAddress?.ipAddress
             return true
         }
     }
