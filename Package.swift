@@ -27,11 +27,30 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
+        // Test-only: the in-test central system that the simulator tests talk to.
+        .package(url: "https://github.com/hummingbird-project/hummingbird-websocket.git", from: "2.8.1"),
     ],
     targets: [
         // Pure protocol core: Foundation only.
         .target(name: "OCPPCore", swiftSettings: swiftSettings),
         .target(name: "OCPP16", dependencies: ["OCPPCore"], swiftSettings: swiftSettings),
+        // A charger as a charger sees it (never imports Chargepath*).
+        .target(
+            name: "ChargePointSimulator",
+            dependencies: [
+                "OCPPCore", "OCPP16",
+                // WSClient cannot bind a local address nor report a refused upgrade's status and body,
+                // so the client is built on NIOWebSocket's client upgrader directly.
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // The domain: entities, handlers, ports, in-memory adapters.
         .target(
             name: "Chargepath",
@@ -88,7 +107,7 @@ let package = Package(
         .executableTarget(
             name: "ChargepathCLI",
             dependencies: [
-                "ChargepathApp", "Chargepath", "ChargepathServer",
+                "ChargepathApp", "Chargepath", "ChargepathServer", "ChargePointSimulator",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -96,6 +115,17 @@ let package = Package(
         ),
         .testTarget(name: "OCPPCoreTests", dependencies: ["OCPPCore"], swiftSettings: swiftSettings),
         .testTarget(name: "OCPP16Tests", dependencies: ["OCPP16", "OCPPCore"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "ChargePointSimulatorTests",
+            dependencies: [
+                "ChargePointSimulator", "OCPPCore", "OCPP16",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "ChargepathAppTests",
             dependencies: [

@@ -10,7 +10,7 @@ struct ChargepathCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "chargepath",
         abstract: "An OCPP 1.6J central system (CSMS) on PostgreSQL.",
-        subcommands: [Serve.self, Migrate.self],
+        subcommands: [Serve.self, Migrate.self, Simulate.self],
         defaultSubcommand: Serve.self
     )
 }

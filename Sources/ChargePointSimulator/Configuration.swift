@@ -1,0 +1,97 @@
+public import Foundation
+public import OCPPCore
+public import OCPP16
+
+/// How the charger reacts to a central-system CALL (fault tests).
+public enum CentralSystemCallBehaviour: String, Sendable, Equatable, CaseIterable {
+    /// Answer like a real 1.6 charger (and act on it).
+    case answer
+    /// Answer with the action's negative status (`Rejected`, `UnlockFailed`, ...); actions without a
+    /// status field get a CALLERROR `GenericError`. Nothing is acted on.
+    case reject
+    /// Never answer (the central system's call times out).
+    case ignore
+}
+
+/// An answer a test hook chooses for one central-system CALL.
+public enum CentralSystemAnswer: Sendable, Equatable {
+    /// Use the configured behaviour (the default handling).
+    case standard
+    /// Answer CALLRESULT with this payload (nothing is acted on).
+    case result(JSONValue)
+    /// Answer CALLERROR.
+    case callError(OCPPErrorCode, String)
+    case reject
+    case ignore
+}
+
+/// Lets a test override the answer to a central-system call: `(action, payload) -> answer`.
+public typealias CentralSystemCallHook = @Sendable (_ action: String, _ payload: JSONValue) -> CentralSystemAnswer
+
+/// Configuration of one simulated charger. Defaults suit a test against a local CSMS.
+public struct ChargePointConfiguration: Sendable {
+    /// `ws://host:port/path`; the identity is appended as the last path segment.
+    public var url: String
+    /// The charge point identity (`chargeBoxIdentity`).
+    public var identity: String
+    /// Offered `Sec-WebSocket-Protocol` values; `[]` offers none. Default `["ocpp1.6"]`.
+    public var subprotocols: [String] = [OCPPVersion.ocpp16.subprotocol]
+    /// HTTP Basic auth password (user = identity), as OCPP 1.6 security profile 1.
+    public var basicAuthPassword: String?
+    /// Extra headers for the upgrade request.
+    public var additionalHeaders: [(String, String)] = []
+    /// Local address to bind before connecting (load tests from many source addresses).
+    public var localAddress: String?
+
+    public var vendor: String = "Chargepath"
+    public var model: String = "Simulator"
+    public var serialNumber: String?
+    public var firmwareVersion: String = "sim-1.0"
+    /// Connectors 1...N (connector 0 is the charger itself).
+    public var numberOfConnectors: Int = 2
+
+    /// Time the central system has to answer a CALL.
+    public var callTimeout: Duration = .seconds(30)
+    /// TCP connect timeout and WebSocket handshake timeout.
+    public var connectTimeout: Duration = .seconds(10)
+    /// Reconnect backoff: doubles from `initial` up to `max` (±20% jitter).
+    public var reconnectInitialBackoff: Duration = .seconds(1)
+    public var reconnectMaxBackoff: Duration = .seconds(60)
+    /// Whether to reconnect after a lost connection.
+    public var reconnect: Bool = true
+    /// Start connecting as soon as `run()` starts (otherwise wait for `connect()`).
+    public var autoConnect: Bool = true
+    /// `run()` throws if the very first connection attempt fails (instead of retrying).
+    public var failFast: Bool = false
+    /// Send a BootNotification again after every reconnect (1.6 requires it only at start-up).
+    public var bootOnReconnect: Bool = false
+    /// Retry interval for BootNotification when the answer has `interval` 0.
+    public var defaultBootRetryInterval: Duration = .seconds(10)
+
+    /// Heartbeat interval until the central system sets one (BootNotification `interval`).
+    public var heartbeatInterval: Duration = .seconds(300)
+    /// MeterValues interval during a transaction (configuration key `MeterValueSampleInterval`).
+    public var meterValueInterval: Duration = .seconds(60)
+    /// Nominal charging power per connector, W.
+    public var maxPowerW: Double = 11_000
+
+    /// How central-system calls are answered, and per-action overrides of it.
+    public var centralSystemCalls: CentralSystemCallBehaviour = .answer
+    public var centralSystemCallsByAction: [String: CentralSystemCallBehaviour] = [:]
+    /// Optional hook deciding the answer per call (evaluated first).
+    public var centralSystemCallHook: CentralSystemCallHook?
+
+    /// Validate every outgoing payload and every incoming payload against the OCPP 1.6 JSON schemas.
+    public var validateMessages: Bool = false
+    /// Raw inbound frames kept for `inbound` (newest win); 0 disables the stream.
+    public var inboundBufferSize: Int = 1024
+    /// Max transaction messages kept while offline (oldest MeterValues are dropped first).
+    public var maxQueuedTransactionMessages: Int = 1000
+    /// Largest WebSocket message accepted.
+    public var maxFrameSize: Int = 1 << 20
+
+    public init(url: String, identity: String) {
+        self.url = url
+        self.identity = identity
+    }
+}

@@ -1,0 +1,199 @@
+public import Foundation
+import Histogram
+import Synchronization
+
+/// Aggregated counters and a round-trip HDR histogram for a fleet (thread-safe, one lock).
+public final class FleetStats: ChargePointStatsSink {
+    struct State {
+        var connected = 0
+        var peakConnected = 0
+        var connections = 0
+        var connectFailures = 0
+        var disconnects = 0
+        var bootAccepted = 0
+        var allAcceptedAfter: Duration?
+        var callsAnswered = 0
+        var callErrors = 0
+        var timeouts = 0
+        var failures = 0
+        var centralSystemCalls = 0
+        var errorSamples: [String: Int] = [:]
+        var latencyMicros = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: .three)
+        var windowCalls = 0
+        var windowStart: ContinuousClock.Instant
+    }
+
+    public let expectedChargers: Int
+    public let startedAt: ContinuousClock.Instant
+    private let state: Mutex<State>
+
+    public init(expectedChargers: Int, startedAt: ContinuousClock.Instant = .now) {
+        self.expectedChargers = expectedChargers
+        self.startedAt = startedAt
+        self.state = Mutex(State(windowStart: startedAt))
+    }
+
+    public func connected() {
+        state.withLock { s in
+            s.connected += 1
+            s.connections += 1
+            s.peakConnected = max(s.peakConnected, s.connected)
+        }
+    }
+
+    public func disconnected() { state.withLock { $0.connected -= 1; $0.disconnects += 1 } }
+
+    public func connectFailed(_ error: SimulatorError) {
+        state.withLock { s in
+            s.connectFailures += 1
+            Self.sample(error.message, into: &s)
+        }
+    }
+
+    public func bootAccepted() {
+        let now = ContinuousClock.now
+        state.withLock { s in
+            s.bootAccepted += 1
+            if s.bootAccepted == expectedChargers, s.allAcceptedAfter == nil {
+                s.allAcceptedAfter = startedAt.duration(to: now)
+            }
+        }
+    }
+
+    public func callCompleted(action: String, roundTrip: Duration, isError: Bool) {
+        let micros = UInt64(max(1, roundTrip.components.seconds * 1_000_000 + roundTrip.components.attoseconds / 1_000_000_000_000))
+        state.withLock { s in
+            s.callsAnswered += 1
+            s.windowCalls += 1
+            if isError {
+                s.callErrors += 1
+                Self.sample("CALLERROR to \(action)", into: &s)
+            }
+            _ = s.latencyMicros.record(micros)
+        }
+    }
+
+    public func callFailed(action: String, error: SimulatorError) {
+        state.withLock { s in
+            if error.code == .timeout { s.timeouts += 1 } else { s.failures += 1 }
+            Self.sample("\(action): \(error.code.rawValue)", into: &s)
+        }
+    }
+
+    public func centralSystemCall(action: String) { state.withLock { $0.centralSystemCalls += 1 } }
+
+    private static func sample(_ message: String, into s: inout State) {
+        if s.errorSamples[message] != nil || s.errorSamples.count < 10 {
+            s.errorSamples[message, default: 0] += 1
+        }
+    }
+
+    /// Chargers whose last BootNotification was accepted reached the expected count.
+    public var allAccepted: Bool { state.withLock { $0.allAcceptedAfter != nil } }
+
+    /// One status line (resets the per-second window).
+    public func statusLine(now: ContinuousClock.Instant = .now) -> String {
+        state.withLock { s in
+            let window = s.windowStart.duration(to: now)
+            let rate = window > .zero ? Double(s.windowCalls) / window.seconds : 0
+            s.windowCalls = 0
+            s.windowStart = now
+            let elapsed = Int(startedAt.duration(to: now).seconds)
+            let h = s.latencyMicros
+            let errors = s.callErrors + s.timeouts + s.failures + s.connectFailures
+            return String(
+                format: "[%4ds] connected %d/%d  accepted %d  calls/s %.0f  errors %d  p50 %.2f ms  p99 %.2f ms  max %.2f ms",
+                elapsed, s.connected, expectedChargers, s.bootAccepted, rate, errors,
+                Double(h.totalCount > 0 ? h.valueAtPercentile(50) : 0) / 1000,
+                Double(h.totalCount > 0 ? h.valueAtPercentile(99) : 0) / 1000,
+                Double(h.totalCount > 0 ? h.max : 0) / 1000
+            )
+        }
+    }
+
+    public func report(scenario: String, now: ContinuousClock.Instant = .now) -> FleetReport {
+        state.withLock { s in
+            let elapsed = startedAt.duration(to: now).seconds
+            let h = s.latencyMicros
+            func ms(_ p: Double) -> Double { h.totalCount > 0 ? Double(h.valueAtPercentile(p)) / 1000 : 0 }
+            return FleetReport(
+                scenario: scenario,
+                chargers: expectedChargers,
+                elapsedSeconds: elapsed,
+                connectedAtEnd: s.connected,
+                peakConnected: s.peakConnected,
+                connections: s.connections,
+                connectFailures: s.connectFailures,
+                disconnects: s.disconnects,
+                bootAccepted: s.bootAccepted,
+                secondsUntilAllAccepted: s.allAcceptedAfter.map(\.seconds),
+                callsAnswered: s.callsAnswered,
+                callsPerSecond: elapsed > 0 ? Double(s.callsAnswered) / elapsed : 0,
+                callErrors: s.callErrors,
+                timeouts: s.timeouts,
+                otherFailures: s.failures,
+                centralSystemCalls: s.centralSystemCalls,
+                latency: .init(
+                    count: Int(h.totalCount), p50: ms(50), p90: ms(90), p99: ms(99),
+                    max: h.totalCount > 0 ? Double(h.max) / 1000 : 0, mean: h.totalCount > 0 ? h.mean / 1000 : 0
+                ),
+                errors: s.errorSamples
+            )
+        }
+    }
+}
+
+/// The final summary of a fleet run (`--json` prints it as JSON).
+public struct FleetReport: Codable, Sendable, Equatable {
+    public struct Latency: Codable, Sendable, Equatable {
+        /// Round trips measured (CALL sent → CALLRESULT/CALLERROR received).
+        public var count: Int
+        public var p50: Double
+        public var p90: Double
+        public var p99: Double
+        public var max: Double
+        public var mean: Double
+    }
+
+    public var scenario: String
+    public var chargers: Int
+    public var elapsedSeconds: Double
+    public var connectedAtEnd: Int
+    public var peakConnected: Int
+    public var connections: Int
+    public var connectFailures: Int
+    public var disconnects: Int
+    public var bootAccepted: Int
+    /// boot-storm: seconds from start until every charger was Accepted.
+    public var secondsUntilAllAccepted: Double?
+    public var callsAnswered: Int
+    public var callsPerSecond: Double
+    public var callErrors: Int
+    public var timeouts: Int
+    public var otherFailures: Int
+    public var centralSystemCalls: Int
+    /// Round-trip latency in milliseconds.
+    public var latency: Latency
+    /// Up to 10 distinct error messages with counts.
+    public var errors: [String: Int]
+
+    public var totalErrors: Int { callErrors + timeouts + otherFailures + connectFailures }
+
+    public var text: String {
+        var lines = [
+            "scenario        \(scenario)",
+            "chargers        \(chargers) (peak connected \(peakConnected), connected at end \(connectedAtEnd))",
+            String(format: "elapsed         %.1f s", elapsedSeconds),
+            "boot accepted   \(bootAccepted)" + (secondsUntilAllAccepted.map { String(format: " (all after %.3f s)", $0) } ?? ""),
+            "connections     \(connections) (failed \(connectFailures), disconnects \(disconnects))",
+            String(format: "calls answered  %d (%.1f/s), CALLERROR %d, timeouts %d, other failures %d", callsAnswered, callsPerSecond, callErrors, timeouts, otherFailures),
+            String(format: "round trip ms   p50 %.3f  p90 %.3f  p99 %.3f  max %.3f  mean %.3f (n=%d)",
+                   latency.p50, latency.p90, latency.p99, latency.max, latency.mean, latency.count),
+        ]
+        if centralSystemCalls > 0 { lines.append("CS calls        \(centralSystemCalls)") }
+        for (message, count) in errors.sorted(by: { $0.value > $1.value }) {
+            lines.append("error           \(count)× \(message)")
+        }
+        return lines.joined(separator: "\n")
+    }
+}

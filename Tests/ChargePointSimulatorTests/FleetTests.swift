@@ -1,0 +1,163 @@
+@testable import ChargePointSimulator
+import Foundation
+import OCPP16
+import Synchronization
+import Testing
+
+@Suite("Fleet", .timeLimit(.minutes(1)))
+struct FleetTests {
+    @Test func twoHundredChargersBootOnLoopback() async throws {
+        try await TestCentralSystem.with { server in
+            var config = FleetConfiguration(url: server.baseURL, chargers: 200)
+            config.scenario = .bootStorm
+            config.rampUpPerSecond = 1000
+            config.duration = .seconds(30)
+            config.validateMessages = true
+            let lines = LineCollector()
+            let report = try await Fleet(configuration: config).run(statusInterval: .milliseconds(200)) { lines.add($0) }
+            #expect(report.bootAccepted == 200)
+            #expect(report.peakConnected == 200)
+            #expect(report.connectFailures == 0)
+            #expect(report.totalErrors == 0)
+            #expect(report.secondsUntilAllAccepted != nil)
+            // BootNotification + 2 StatusNotifications per charger, at least.
+            #expect(report.latency.count >= 600)
+            #expect(report.latency.p50 > 0 && report.latency.p50 <= report.latency.p99 && report.latency.p99 <= report.latency.max)
+            #expect(server.received("CP-001").first?.action == "BootNotification")
+            #expect(server.received("CP-200").first?.action == "BootNotification")
+            let data = try JSONEncoder().encode(report)
+            #expect(try JSONDecoder().decode(FleetReport.self, from: data) == report)
+            #expect(report.text.contains("boot accepted   200"))
+            #expect(!lines.all.isEmpty)
+        }
+    }
+
+    @Test func heartbeatScenarioIsPacedByTheGlobalRate() async throws {
+        try await TestCentralSystem.with { server in
+            var config = FleetConfiguration(url: server.baseURL, chargers: 10)
+            config.scenario = .heartbeat
+            config.rampUpPerSecond = 0
+            config.ratePerSecond = 100
+            config.duration = .seconds(2)
+            let report = try await Fleet(configuration: config).run()
+            let heartbeats = (1...10).map { server.received(config.identity(at: $0 - 1)).filter { $0.action == "Heartbeat" }.count }.reduce(0, +)
+            // 2 s at 100/s plus at most one second of burst.
+            #expect(heartbeats > 50)
+            #expect(heartbeats <= 320)
+            #expect(report.totalErrors == 0)
+        }
+    }
+
+    @Test func sourceAddressesAreBoundRoundRobin() async throws {
+        try await TestCentralSystem.with { server in
+            var config = FleetConfiguration(url: server.baseURL, chargers: 4)
+            config.scenario = .bootStorm
+            config.sourceAddresses = try SourceAddresses.parse("127.0.0.2-127.0.0.3")
+            config.duration = .seconds(20)
+            let report = try await Fleet(configuration: config).run()
+            #expect(report.bootAccepted == 4)
+            #expect(server.remoteAddress("CP-1") == "127.0.0.2")
+            #expect(server.remoteAddress("CP-2") == "127.0.0.3")
+            #expect(server.remoteAddress("CP-3") == "127.0.0.2")
+        }
+    }
+
+    @Test func sessionsScenarioRunsTransactions() async throws {
+        try await TestCentralSystem.with { server in
+            var config = FleetConfiguration(url: server.baseURL, chargers: 3)
+            config.scenario = .sessions
+            config.rampUpPerSecond = 0
+            config.meterInterval = .milliseconds(200)
+            config.sessionDuration = .milliseconds(700)
+            config.sessionPause = .milliseconds(100)
+            config.duration = .seconds(3)
+            config.validateMessages = true
+            let report = try await Fleet(configuration: config).run()
+            #expect(report.totalErrors == 0)
+            for i in 0..<3 {
+                let actions = server.received(config.identity(at: i)).map(\.action)
+                #expect(actions.contains("Authorize"))
+                #expect(actions.contains("StopTransaction"))
+                #expect(actions.filter { $0 == "MeterValues" }.count >= 2)
+            }
+        }
+    }
+
+    @Test func floodScenarioSendsAMixOfCalls() async throws {
+        try await TestCentralSystem.with { server in
+            var config = FleetConfiguration(url: server.baseURL, chargers: 5)
+            config.scenario = .flood
+            config.rampUpPerSecond = 0
+            config.duration = .seconds(1)
+            config.validateMessages = true
+            let report = try await Fleet(configuration: config).run()
+            #expect(report.totalErrors == 0)
+            #expect(report.callsAnswered > 50)
+            let actions = Set(server.received("CP-1").map(\.action))
+            #expect(actions.isSuperset(of: ["Heartbeat", "StatusNotification", "Authorize", "MeterValues"]))
+        }
+    }
+
+    @Test func unreachableFleetFailsFast() async throws {
+        var config = FleetConfiguration(url: "ws://127.0.0.1:1/ocpp", chargers: 3)
+        config.duration = .seconds(30)
+        await #expect(throws: SimulatorError.self) { _ = try await Fleet(configuration: config).run() }
+    }
+
+    @Test func badConfigurationIsRejected() throws {
+        #expect(throws: SimulatorError.self) { try Fleet(configuration: FleetConfiguration(url: "http://x/y", chargers: 1)).validate() }
+        #expect(throws: SimulatorError.self) { try Fleet(configuration: FleetConfiguration(url: "ws://x/y", chargers: 0)).validate() }
+        #expect(throws: SimulatorError.self) { try Fleet(configuration: FleetConfiguration(url: "wss://x/y", chargers: 1)).validate() }
+    }
+}
+
+@Suite("Simulator units")
+struct SimulatorUnitTests {
+    @Test func sourceAddressRanges() throws {
+        #expect(try SourceAddresses.parse("127.0.0.1-127.0.0.3") == ["127.0.0.1", "127.0.0.2", "127.0.0.3"])
+        #expect(try SourceAddresses.parse("127.0.0.9, 127.0.1.1") == ["127.0.0.9", "127.0.1.1"])
+        #expect(try SourceAddresses.parse("127.0.0.255-127.0.1.0") == ["127.0.0.255", "127.0.1.0"])
+        #expect(throws: SimulatorError.self) { try SourceAddresses.parse("127.0.0.5-127.0.0.1") }
+        #expect(throws: SimulatorError.self) { try SourceAddresses.parse("300.0.0.1") }
+        #expect(throws: SimulatorError.self) { try SourceAddresses.parse("") }
+    }
+
+    @Test func endpointAppendsTheIdentity() throws {
+        let e = try WebSocketEndpoint.parse(base: "ws://127.0.0.1:9000/some/path", identity: "CP 1/x")
+        #expect(e.host == "127.0.0.1" && e.port == 9000)
+        #expect(e.requestPath == "/some/path/CP%201%2Fx")
+        let root = try WebSocketEndpoint.parse(base: "ws://localhost", identity: "A")
+        #expect(root.requestPath == "/A" && root.port == 80)
+    }
+
+    @Test func identitiesAreZeroPadded() {
+        let c = FleetConfiguration(url: "ws://x", chargers: 200)
+        #expect(c.identity(at: 0) == "CP-001")
+        #expect(c.identity(at: 199) == "CP-200")
+    }
+
+    @Test func configurationStoreRules() {
+        var store = ConfigurationStore(heartbeat: 300, meterInterval: 60, connectors: 2)
+        #expect(store.change("HeartbeatInterval", to: "30") == .accepted)
+        #expect(store["HeartbeatInterval"] == "30")
+        #expect(store.change("HeartbeatInterval", to: "soon") == .rejected)
+        #expect(store.change("NumberOfConnectors", to: "4") == .rejected)
+        #expect(store.change("Unknown", to: "1") == .notSupported)
+        #expect(store.change("AuthorizeRemoteTxRequests", to: "TRUE") == .accepted)
+        #expect(store.bool("AuthorizeRemoteTxRequests"))
+    }
+
+    @Test func rateLimiterSpacesSlots() {
+        let limiter = RateLimiter(ratePerSecond: 10)
+        let slots = (0..<30).map { _ in limiter.reserve() }
+        // One second of burst, then 100 ms apart.
+        #expect(slots[29] - slots[0] >= .milliseconds(2_800))
+        #expect(slots[29] - slots[28] == .milliseconds(100))
+    }
+}
+
+final class LineCollector: Sendable {
+    private let lines = Mutex<[String]>([])
+    func add(_ line: String) { lines.withLock { $0.append(line) } }
+    var all: [String] { lines.withLock { $0 } }
+}
