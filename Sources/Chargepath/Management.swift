@@ -26,10 +26,13 @@ public struct ChargePointRegistration: Sendable, Equatable {
 public struct ChargePointCredentials: Sendable, Equatable {
     public var registered: Bool
     public var passwordHash: String?
+    /// The operator's registration decision (what the next BootNotification gets).
+    public var registrationStatus: RegistrationStatus
 
-    public init(registered: Bool, passwordHash: String?) {
+    public init(registered: Bool, passwordHash: String?, registrationStatus: RegistrationStatus = .accepted) {
         self.registered = registered
         self.passwordHash = passwordHash
+        self.registrationStatus = registrationStatus
     }
 }
 

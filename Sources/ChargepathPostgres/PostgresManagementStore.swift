@@ -1,7 +1,7 @@
 public import Chargepath
 public import Foundation
 public import Logging
-import OCPP16
+public import OCPP16
 public import OCPPCore
 public import PostgresNIO
 
@@ -41,10 +41,11 @@ public struct PostgresManagementStore: ManagementStore {
 
     public func credentials(of chargePointID: String) async throws -> ChargePointCredentials? {
         let rows = try await client.query(
-            "SELECT registered, password_hash FROM charge_points WHERE charge_point_id = \(chargePointID)", logger: logger
+            "SELECT registered, password_hash, registration_status FROM charge_points WHERE charge_point_id = \(chargePointID)",
+            logger: logger
         )
-        for try await (registered, hash) in rows.decode((Bool, String?).self) {
-            return ChargePointCredentials(registered: registered, passwordHash: hash)
+        for try await (registered, hash, status) in rows.decode((Bool, String?, String).self) {
+            return ChargePointCredentials(registered: registered, passwordHash: hash, registrationStatus: RegistrationStatus(rawValue: status) ?? .accepted)
         }
         return nil
     }

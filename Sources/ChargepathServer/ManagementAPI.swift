@@ -224,11 +224,22 @@ public struct ManagementAPI: Sendable {
                 throw HTTPError(.badRequest, message: "The payload does not fit \(action): \(violations.summary())")
             }
         }
+        let credentials = try await store.credentials(of: chargePointID)
         guard registry.entry(for: ChargePointIdentity(unchecked: chargePointID)) != nil else {
-            if try await store.chargePointExists(chargePointID) {
+            if credentials != nil {
                 throw HTTPError(.conflict, message: "\(chargePointID) is not connected to this node right now.")
             }
             throw HTTPError(.notFound, message: "Unknown charge point '\(chargePointID.prefix(60))'.")
+        }
+        // OCPP 1.6 §4.2.1: a Rejected charger gets nothing from the central system; a Pending one
+        // may be configured but not started or stopped remotely.
+        switch credentials?.registrationStatus {
+        case .rejected?:
+            throw HTTPError(.conflict, message: "\(chargePointID) is Rejected: the central system initiates nothing with it. Accept it first (PUT /api/v1/charge-points/{id}).")
+        case .pending? where action == "RemoteStartTransaction" || action == "RemoteStopTransaction":
+            throw HTTPError(.conflict, message: "\(chargePointID) is Pending: it may be configured, but not started or stopped remotely.")
+        default:
+            break
         }
         let isAsync = request.uri.queryParameters["mode"] == "async"
             || (request.headers[Self.prefer]?.lowercased().contains("respond-async") ?? false)

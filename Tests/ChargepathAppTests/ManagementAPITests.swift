@@ -157,4 +157,36 @@ import Testing
             #expect(try await server.api.request("POST", "/api/v1/charge-points/CP-NEVER/calls/ClearCache", body: "{}").status == 404)
         }
     }
+
+    @Test func pendingChargersAreNotStartedRemotelyAndRejectedOnesGetNothing() async throws {
+        try await TestServer.with { server in
+            #expect(try await server.api.request("PUT", "/api/v1/charge-points/CP-P", body: #"{"registrationStatus":"Pending"}"#).status == 201)
+            #expect(try await server.api.request("PUT", "/api/v1/charge-points/CP-R", body: #"{"registrationStatus":"Rejected"}"#).status == 201)
+            try await TestCharger.with(url: server.ocppURL + "/CP-P") { pending in
+                _ = try await pending.boot()
+                #expect(try await server.api.request("POST", "/api/v1/charge-points/CP-P/calls/RemoteStartTransaction", body: #"{"idTag":"X"}"#).status == 409)
+                // Configuring a Pending charger is allowed.
+                async let asked = ServerCallTests.answerNextCall(pending) { #"[3,"\#($0)",{"status":"Accepted"}]"# }
+                #expect(try await server.api.request("POST", "/api/v1/charge-points/CP-P/calls/ChangeConfiguration", body: #"{"key":"HeartbeatInterval","value":"60"}"#).status == 200)
+                _ = try await asked
+            }
+            try await TestCharger.with(url: server.ocppURL + "/CP-R") { rejected in
+                _ = try await rejected.boot()
+                #expect(try await server.api.request("POST", "/api/v1/charge-points/CP-R/calls/ClearCache", body: "{}").status == 409)
+            }
+        }
+    }
+
+    @Test func anUnknownErrorCodeFromAChargerCountsAsGenericError() async throws {
+        try await TestServer.with { server in
+            try await TestCharger.with(url: server.ocppURL + "/CP-ODD") { charger in
+                _ = try await charger.boot()
+                async let asked = ServerCallTests.answerNextCall(charger) { #"[4,"\#($0)","ItsComplicated","vendor speak",{}]"# }
+                let response = try await server.api.request("POST", "/api/v1/charge-points/CP-ODD/calls/ClearCache", body: "{}")
+                #expect(response.status == 502)
+                #expect(try JSONValue.parse(response.body)["errorCode"] == "GenericError")
+                _ = try await asked
+            }
+        }
+    }
 }
