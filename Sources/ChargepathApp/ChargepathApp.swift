@@ -152,6 +152,34 @@ public enum ChargepathApp {
         return [client, nodeService, commands, chargerApp, apiApp]
     }
 
+    /// Every route the operator listener serves, as "METHOD /path/{param}" (for checking the OpenAPI document).
+    public static func operatorRoutes() -> [String] {
+        // A client that is never run: building the router touches no database.
+        let client = PostgresClient(
+            configuration: .init(host: "127.0.0.1", port: 1, username: "none", password: nil, database: nil, tls: .disable),
+            backgroundLogger: Logger(label: "routes")
+        )
+        let logger = Logger(label: "routes")
+        let repository = PostgresConnectionRepository(client: client, logger: logger)
+        let management = PostgresManagementStore(client: client, logger: logger)
+        let registry = ConnectionRegistry()
+        let nodeID = NodeID(rawValue: "routes")
+        let api = OperatorAPI(
+            configuration: .init(token: "x"), connections: repository, registry: registry, nodeID: nodeID,
+            management: ManagementAPI(
+                store: management, commands: CommandService(store: management, registry: registry, logger: logger),
+                registry: registry, nodeID: nodeID, maxBodySize: 1
+            ),
+            readiness: { .success(()) }
+        )
+        return api.buildRouter().routes.map { route in
+            let path = route.path.description.split(separator: "/").map { segment in
+                segment.hasPrefix(":") ? "{\(segment.dropFirst())}" : String(segment)
+            }
+            return "\(route.method) /" + path.joined(separator: "/")
+        }
+    }
+
     static func printBanner(configuration: ChargepathConfiguration, running: Running, database: DatabaseEndpoint, embedded: Bool, token: APIToken) {
         let ocppHost = configuration.ocppHost == "0.0.0.0" ? "localhost" : configuration.ocppHost
         var lines = [

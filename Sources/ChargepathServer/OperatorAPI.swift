@@ -46,6 +46,8 @@ public struct OperatorAPI: Sendable {
     public func buildRouter() -> Router<BasicRequestContext> {
         let router = Router(context: BasicRequestContext.self)
         router.get("health") { _, _ in HTTPResponse.Status.ok }
+        let document = OpenAPIDocument.json()
+        router.get("api/v1/openapi.json") { _, _ in Response.rawJSON(document, status: .ok) }
         router.get("ready") { _, _ in
             switch await readiness() {
             case .success: return Response.text("ready\n", status: .ok)
