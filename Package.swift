@@ -61,6 +61,8 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Durable workflows: pure step functions (the runner comes with the Postgres adapter).
+        .target(name: "ChargepathWorkflows", dependencies: ["Chargepath", "OCPPCore"], swiftSettings: swiftSettings),
         .target(
             name: "ChargepathPostgres",
             dependencies: [
@@ -116,6 +118,7 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "OCPPCoreTests", dependencies: ["OCPPCore"], swiftSettings: swiftSettings),
+        .testTarget(name: "ChargepathWorkflowsTests", dependencies: ["ChargepathWorkflows", "OCPPCore"], swiftSettings: swiftSettings),
         .testTarget(name: "OCPP16Tests", dependencies: ["OCPP16", "OCPPCore"], swiftSettings: swiftSettings),
         .testTarget(
             name: "ChargePointSimulatorTests",
