@@ -66,7 +66,7 @@ let package = Package(
         .target(
             name: "ChargepathPostgres",
             dependencies: [
-                "Chargepath", "OCPP16",
+                "Chargepath", "OCPP16", "ChargepathWorkflows",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
@@ -77,7 +77,7 @@ let package = Package(
         .target(
             name: "ChargepathServer",
             dependencies: [
-                "Chargepath", "OCPPCore", "OCPP16",
+                "Chargepath", "OCPPCore", "OCPP16", "ChargepathWorkflows",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "WSCore", package: "swift-websocket"),
@@ -97,7 +97,7 @@ let package = Package(
         .target(
             name: "ChargepathApp",
             dependencies: [
-                "Chargepath", "ChargepathPostgres", "ChargepathServer",
+                "Chargepath", "ChargepathPostgres", "ChargepathServer", "ChargepathWorkflows",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

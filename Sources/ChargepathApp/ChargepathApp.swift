@@ -1,6 +1,7 @@
 public import Chargepath
 public import ChargepathPostgres
 import ChargepathServer
+import ChargepathWorkflows
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -93,12 +94,15 @@ public enum ChargepathApp {
         let ports = PortCollector(nodeID: nodeID, onRunning: onRunning)
 
         let store = PostgresCentralSystemStore(client: client, logger: logger)
+        let workflows = makeWorkflowEngine(client: client, registry: registry, configuration: configuration, logger: logger)
         let sessions = ChargerSessions(
             repository: repository, registry: registry, nodeID: nodeID, configuration: configuration.gateway,
             sessions: OCPP16SessionFactory(
                 handler: OCPP16Handler(store: store, configuration: configuration.ocpp16),
+                workflows: workflows,
                 configuration: configuration.sessions
-            )
+            ),
+            workflows: workflows
         )
         let management = PostgresManagementStore(client: client, logger: logger)
         let admission = ChargerAdmission(store: management, unknownChargers: configuration.unknownChargers, logger: logger)
@@ -127,8 +131,9 @@ public enum ChargepathApp {
             connections: repository, registry: registry, nodeID: nodeID,
             management: ManagementAPI(
                 store: management, commands: commands, registry: registry, nodeID: nodeID,
-                maxBodySize: configuration.gateway.maxMessageSize
+                maxBodySize: configuration.gateway.maxMessageSize, workflows: workflows
             ),
+            workflows: WorkflowAPI(engine: workflows, maxBodySize: configuration.gateway.maxMessageSize),
             readiness: {
                 do {
                     return try await migrations.isUpToDate(on: client, logger: logger)
@@ -149,7 +154,30 @@ public enum ChargepathApp {
             configuration: configuration.node, maximumConnectionDuration: configuration.gateway.maximumConnectionDuration,
             logger: logger
         )
-        return [client, nodeService, commands, chargerApp, apiApp]
+        return [client, nodeService, commands, workflows, chargerApp, apiApp]
+    }
+
+    /// The workflow engine with the workflows that ship, calling chargers held by this node.
+    static func makeWorkflowEngine(
+        client: PostgresClient, registry: ConnectionRegistry, configuration: ChargepathConfiguration, logger: Logger
+    ) -> PostgresWorkflowEngine {
+        let calls = LocalCallSender(registry: registry)
+        return PostgresWorkflowEngine(
+            client: client, workflows: [AnyWorkflow(RemoteStartWorkflow())], configuration: configuration.workflows, logger: logger
+        ) { chargePointID, action, payload in
+            do {
+                return .answered(try await calls.call(chargePointID: chargePointID, action: action, payload: payload))
+            } catch let failure as ChargerCallFailure {
+                switch failure.kind {
+                case .notConnected, .connectionClosed: return .notConnected
+                case .timeout: return .failed(code: "Timeout", description: failure.description)
+                case .callError(let code, let description, _): return .failed(code: code, description: description)
+                case .queueFull, .malformedAnswer, .invalidPayload: return .failed(code: "CallFailed", description: failure.description)
+                }
+            } catch {
+                return .failed(code: "CallFailed", description: "\(error)")
+            }
+        }
     }
 
     /// Every route the operator listener serves, as "METHOD /path/{param}" (for checking the OpenAPI document).
@@ -169,6 +197,9 @@ public enum ChargepathApp {
             management: ManagementAPI(
                 store: management, commands: CommandService(store: management, registry: registry, logger: logger),
                 registry: registry, nodeID: nodeID, maxBodySize: 1
+            ),
+            workflows: WorkflowAPI(
+                engine: makeWorkflowEngine(client: client, registry: registry, configuration: .init(), logger: logger), maxBodySize: 1
             ),
             readiness: { .success(()) }
         )

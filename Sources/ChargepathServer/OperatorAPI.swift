@@ -27,12 +27,14 @@ public struct OperatorAPI: Sendable {
     let registry: ConnectionRegistry
     let nodeID: NodeID
     let management: ManagementAPI?
+    let workflows: WorkflowAPI?
     /// Whether the database is reachable and fully migrated.
     let readiness: @Sendable () async -> Result<Void, any Error>
 
     public init(
         configuration: Configuration, connections: any ConnectionRepository, registry: ConnectionRegistry, nodeID: NodeID,
         management: ManagementAPI? = nil,
+        workflows: WorkflowAPI? = nil,
         readiness: @escaping @Sendable () async -> Result<Void, any Error>
     ) {
         self.configuration = configuration
@@ -40,6 +42,7 @@ public struct OperatorAPI: Sendable {
         self.registry = registry
         self.nodeID = nodeID
         self.management = management
+        self.workflows = workflows
         self.readiness = readiness
     }
 
@@ -89,6 +92,7 @@ public struct OperatorAPI: Sendable {
             return HTTPResponse.Status.noContent
         }
         management?.addRoutes(to: protected)
+        workflows?.addRoutes(to: protected)
         protected.get("api/v1/connections") { request, _ in
             let chargePointID = request.uri.queryParameters["chargePointId"].map(String.init)
             let limit = min(max(request.uri.queryParameters["limit"].flatMap { Int($0) } ?? 1000, 1), 10_000)
