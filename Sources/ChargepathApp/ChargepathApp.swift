@@ -119,7 +119,7 @@ public enum ChargepathApp {
             }
         }
 
-        let api = OperatorAPI(
+        var api = OperatorAPI(
             configuration: .init(token: apiToken, maxMessageSize: configuration.gateway.maxMessageSize),
             connections: repository, registry: registry, nodeID: nodeID,
             readiness: {
@@ -131,6 +131,7 @@ public enum ChargepathApp {
                 }
             }
         )
+        api.history = HistoryAPI(store: PostgresHistoryStore(client: client, logger: logger), connections: repository)
         let apiApp = Application(
             router: api.buildRouter(),
             configuration: .init(address: .hostname(configuration.apiHost, port: configuration.apiPort), serverName: nil),
