@@ -21,8 +21,9 @@ public struct PostgresHistoryStore: HistoryStore {
 
     typealias TransactionRow = (Int, String, Int, String, String, Date, Int64, Date?, Int, Int?, String?, String?, String?, [String])
 
-    /// Columns of `TransactionRow`, from `transactions t`. The newest register reading is looked up
-    /// only for a transaction without meterStop (a one-time filter inside the lateral join).
+    /// Columns of `TransactionRow`, from `transactions t`. The newest register reading that is a
+    /// plain number (not SignedData) is looked up only for a transaction without meterStop (a
+    /// one-time filter inside the lateral join).
     static let transactionSelect = """
         SELECT t.transaction_id, t.charge_point_id, t.connector_id, t.id_tag, t.id_tag_status, t.started_at,
             (extract(epoch FROM t.started_at) * 1000000)::int8, t.stopped_at, t.meter_start, t.meter_stop, t.stop_reason,
@@ -33,6 +34,7 @@ public struct PostgresHistoryStore: HistoryStore {
             SELECT m.value, m.unit FROM meter_values m
             WHERE t.meter_stop IS NULL AND m.transaction_id = t.transaction_id
                 AND coalesce(m.measurand, 'Energy.Active.Import.Register') = 'Energy.Active.Import.Register'
+                AND m.value ~ '^ *[0-9]+([.][0-9]+)? *$'
             ORDER BY m.sampled_at DESC, (m.phase IS NULL) DESC, m.id DESC
             LIMIT 1
         ) r ON true
