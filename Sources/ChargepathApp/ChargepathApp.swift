@@ -126,7 +126,7 @@ public enum ChargepathApp {
             }
         }
 
-        let api = OperatorAPI(
+        var api = OperatorAPI(
             configuration: .init(token: apiToken, maxMessageSize: configuration.gateway.maxMessageSize),
             connections: repository, registry: registry, nodeID: nodeID,
             management: ManagementAPI(
@@ -143,6 +143,7 @@ public enum ChargepathApp {
                 }
             }
         )
+        api.history = HistoryAPI(store: PostgresHistoryStore(client: client, logger: logger), connections: repository)
         let apiApp = Application(
             router: api.buildRouter(),
             configuration: .init(address: .hostname(configuration.apiHost, port: configuration.apiPort), serverName: nil),
@@ -192,7 +193,7 @@ public enum ChargepathApp {
         let management = PostgresManagementStore(client: client, logger: logger)
         let registry = ConnectionRegistry()
         let nodeID = NodeID(rawValue: "routes")
-        let api = OperatorAPI(
+        var api = OperatorAPI(
             configuration: .init(token: "x"), connections: repository, registry: registry, nodeID: nodeID,
             management: ManagementAPI(
                 store: management, commands: CommandService(store: management, registry: registry, logger: logger),
@@ -203,6 +204,7 @@ public enum ChargepathApp {
             ),
             readiness: { .success(()) }
         )
+        api.history = HistoryAPI(store: PostgresHistoryStore(client: client, logger: logger), connections: repository)
         return api.buildRouter().routes.map { route in
             let path = route.path.description.split(separator: "/").map { segment in
                 segment.hasPrefix(":") ? "{\(segment.dropFirst())}" : String(segment)

@@ -30,6 +30,8 @@ public struct OperatorAPI: Sendable {
     let workflows: WorkflowAPI?
     /// Whether the database is reachable and fully migrated.
     let readiness: @Sendable () async -> Result<Void, any Error>
+    /// The history read routes (transactions, charge points, status history), behind the token.
+    public var history: HistoryAPI?
 
     public init(
         configuration: Configuration, connections: any ConnectionRepository, registry: ConnectionRegistry, nodeID: NodeID,
@@ -58,6 +60,7 @@ public struct OperatorAPI: Sendable {
             }
         }
         let protected = router.group().add(middleware: BearerTokenMiddleware(token: configuration.token))
+        history?.addRoutes(to: protected)
         protected.get("@connections/:connectionId") { _, context in
             let id = try Self.connectionID(context)
             guard let record = try await connections.find(id) else { throw Self.gone(id) }
