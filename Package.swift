@@ -111,7 +111,7 @@ let package = Package(
         .executableTarget(
             name: "ChargepathCLI",
             dependencies: [
-                "ChargepathApp", "Chargepath", "ChargepathServer", "ChargePointSimulator",
+                "ChargepathApp", "Chargepath", "ChargepathServer", "ChargepathPostgres", "ChargePointSimulator",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
