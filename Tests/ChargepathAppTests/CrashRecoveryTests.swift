@@ -49,7 +49,7 @@ final class ServerProcess: Sendable {
     }
 }
 
-@Suite struct CrashRecoveryTests {
+@Suite(.timeLimit(.minutes(3))) struct CrashRecoveryTests {
     static func execution(_ api: TestHTTPClient, _ id: String) async throws -> JSONValue {
         try JSONValue.parse(try await api.request("GET", "/api/v1/executions/\(id)").body)
     }
