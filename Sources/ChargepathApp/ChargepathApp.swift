@@ -307,20 +307,16 @@ func retryingWithBackoff(maximum: Duration, logger: Logger, what: String, _ oper
     }
 }
 
-struct DeadlineExceeded: Error, CustomStringConvertible {
-    let description: String
+/// Runs `operation` with a deadline that holds even when the operation ignores cancellation
+/// (PostgresClient waits for a connection without limit while the server is down).
+func withDeadline<T: Sendable>(_ timeout: Duration, what: String, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+    do {
+        return try await withTimeLimit(timeout, operation)
+    } catch is TimeLimitExceeded {
+        throw DeadlineExceeded(description: "\(what) took longer than \(timeout)")
+    }
 }
 
-/// Runs `operation`, failing with `DeadlineExceeded` once `timeout` passes (PostgresClient waits
-/// for a connection without limit while the server is down; startup must notice and say so).
-func withDeadline<T: Sendable>(_ timeout: Duration, what: String, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
-    try await withThrowingTaskGroup(of: T.self) { group in
-        group.addTask { try await operation() }
-        group.addTask {
-            try await Task.sleep(for: timeout)
-            throw DeadlineExceeded(description: "\(what) took longer than \(timeout)")
-        }
-        defer { group.cancelAll() }
-        return try await group.next()!
-    }
+struct DeadlineExceeded: Error, CustomStringConvertible {
+    let description: String
 }

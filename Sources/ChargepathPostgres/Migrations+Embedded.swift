@@ -285,5 +285,9 @@ CREATE TABLE workflow_outbox (
 );
 CREATE INDEX workflow_outbox_due_idx ON workflow_outbox (next_attempt_at) WHERE done_at IS NULL;
 """#),
+        Migration(version: 6, name: "0006_id_tags_case_insensitive.sql", sql: #"""
+-- OCPP 1.6 defines IdToken as a case-insensitive string: "abc" and "ABC" are one tag.
+CREATE UNIQUE INDEX id_tags_case_insensitive_key ON id_tags (lower(id_tag));
+"""#),
     ]
 }

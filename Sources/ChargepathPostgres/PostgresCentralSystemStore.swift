@@ -77,7 +77,7 @@ public struct PostgresCentralSystemStore: CentralSystemStore {
 
     public func authorize(idTag: String, at date: Date) async throws -> IdTagInfo {
         let rows = try await client.query(
-            "SELECT status, expiry_date, parent_id_tag FROM id_tags WHERE id_tag = \(idTag)", logger: logger
+            "SELECT status, expiry_date, parent_id_tag FROM id_tags WHERE lower(id_tag) = lower(\(idTag))", logger: logger
         )
         for try await (status, expiry, parent) in rows.decode((String, Date?, String?).self) {
             var authorization = AuthorizationStatus(rawValue: status) ?? .invalid

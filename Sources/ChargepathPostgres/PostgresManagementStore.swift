@@ -59,7 +59,7 @@ public struct PostgresManagementStore: ManagementStore {
             """
             INSERT INTO id_tags (id_tag, status, expiry_date, parent_id_tag, updated_at)
             VALUES (\(record.idTag), \(record.status.rawValue), \(record.expiryDate), \(record.parentIdTag), \(date))
-            ON CONFLICT (id_tag) DO UPDATE SET status = EXCLUDED.status, expiry_date = EXCLUDED.expiry_date,
+            ON CONFLICT ((lower(id_tag))) DO UPDATE SET id_tag = EXCLUDED.id_tag, status = EXCLUDED.status, expiry_date = EXCLUDED.expiry_date,
                 parent_id_tag = EXCLUDED.parent_id_tag, updated_at = EXCLUDED.updated_at
             RETURNING (xmax = 0)
             """,
@@ -71,7 +71,7 @@ public struct PostgresManagementStore: ManagementStore {
 
     public func idTag(_ idTag: String) async throws -> IdTagRecord? {
         let rows = try await client.query(
-            "SELECT id_tag, status, expiry_date, parent_id_tag FROM id_tags WHERE id_tag = \(idTag)", logger: logger
+            "SELECT id_tag, status, expiry_date, parent_id_tag FROM id_tags WHERE lower(id_tag) = lower(\(idTag))", logger: logger
         )
         for try await row in rows.decode((String, String, Date?, String?).self) { return Self.idTagRecord(row) }
         return nil
@@ -91,7 +91,7 @@ public struct PostgresManagementStore: ManagementStore {
     }
 
     public func deleteIdTag(_ idTag: String) async throws -> Bool {
-        let rows = try await client.query("DELETE FROM id_tags WHERE id_tag = \(idTag) RETURNING id_tag", logger: logger)
+        let rows = try await client.query("DELETE FROM id_tags WHERE lower(id_tag) = lower(\(idTag)) RETURNING id_tag", logger: logger)
         for try await _ in rows.decode(String.self) { return true }
         return false
     }

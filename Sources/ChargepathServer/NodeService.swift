@@ -69,7 +69,11 @@ public struct NodeService: Service {
             }
         }
         do {
-            try await nodes.deregister(nodeID)
+            // Bounded: with the database away, shutdown must not wait for it (the sweeper of
+            // another node, or this node's next start, removes the rows instead).
+            let nodes = self.nodes
+            let nodeID = self.nodeID
+            try await withTimeLimit(.seconds(5)) { try await nodes.deregister(nodeID) }
             logger.info("Node deregistered; its connection rows are gone")
         } catch {
             logger.warning("Could not deregister the node; other nodes will sweep it", metadata: ["error": "\(error)"])

@@ -278,18 +278,3 @@ final class OCPP16Session: ChargerSession {
         for waiter in waiters.values { waiter.finish(throwing: ChargerCallFailure(.connectionClosed)) }
     }
 }
-
-struct TimeLimitExceeded: Error {}
-
-/// Runs `operation`; throws `TimeLimitExceeded` once `limit` passes (the operation is cancelled).
-func withTimeLimit<T: Sendable>(_ limit: Duration, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
-    try await withThrowingTaskGroup(of: T.self) { group in
-        group.addTask { try await operation() }
-        group.addTask {
-            try await Task.sleep(for: limit)
-            throw TimeLimitExceeded()
-        }
-        defer { group.cancelAll() }
-        return try await group.next()!
-    }
-}
