@@ -55,7 +55,7 @@ let package = Package(
         .target(
             name: "Chargepath",
             dependencies: [
-                "OCPPCore",
+                "OCPPCore", "OCPP16",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
@@ -63,7 +63,7 @@ let package = Package(
         .target(
             name: "ChargepathPostgres",
             dependencies: [
-                "Chargepath",
+                "Chargepath", "OCPP16",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
@@ -74,7 +74,7 @@ let package = Package(
         .target(
             name: "ChargepathServer",
             dependencies: [
-                "Chargepath", "OCPPCore",
+                "Chargepath", "OCPPCore", "OCPP16",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "WSCore", package: "swift-websocket"),

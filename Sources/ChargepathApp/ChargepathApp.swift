@@ -92,9 +92,13 @@ public enum ChargepathApp {
         let migrations = MigrationRunner()
         let ports = PortCollector(nodeID: nodeID, onRunning: onRunning)
 
+        let store = PostgresCentralSystemStore(client: client, logger: logger)
         let sessions = ChargerSessions(
-            repository: repository, registry: registry, nodeID: nodeID,
-            configuration: configuration.gateway, handler: IgnoringMessageHandler()
+            repository: repository, registry: registry, nodeID: nodeID, configuration: configuration.gateway,
+            sessions: OCPP16SessionFactory(
+                handler: OCPP16Handler(store: store, configuration: configuration.ocpp16),
+                configuration: configuration.sessions
+            )
         )
         var chargerApp = Application(
             router: ChargerGateway.plainHTTPRouter(),

@@ -17,6 +17,10 @@ public struct ChargepathConfiguration: Sendable {
     /// This process's name among the nodes sharing the database; nil makes `<hostname>-<random>`.
     public var nodeID: NodeID?
     public var gateway: GatewayConfiguration
+    /// Heartbeat interval and the like, as BootNotification hands them out.
+    public var ocpp16: OCPP16Handler.Configuration
+    /// Timeouts and queue bounds of each charger session.
+    public var sessions: OCPP16SessionFactory.Configuration
     public var node: NodeService.Configuration
     /// Connections in this process's PostgreSQL pool.
     public var databasePoolSize: Int
@@ -35,6 +39,8 @@ public struct ChargepathConfiguration: Sendable {
         apiToken: String? = nil,
         nodeID: NodeID? = nil,
         gateway: GatewayConfiguration = .init(),
+        ocpp16: OCPP16Handler.Configuration = .init(),
+        sessions: OCPP16SessionFactory.Configuration = .init(),
         node: NodeService.Configuration = .init(),
         databasePoolSize: Int = 20,
         maximumStartupBackoff: Duration = .seconds(10),
@@ -49,6 +55,8 @@ public struct ChargepathConfiguration: Sendable {
         self.apiToken = apiToken
         self.nodeID = nodeID
         self.gateway = gateway
+        self.ocpp16 = ocpp16
+        self.sessions = sessions
         self.node = node
         self.databasePoolSize = databasePoolSize
         self.maximumStartupBackoff = maximumStartupBackoff

@@ -56,6 +56,10 @@ struct Serve: AsyncParsableCommand {
     var requireSubprotocol = false
     @Option(help: "This process's node id among nodes sharing the database (default: <hostname>-<random>).")
     var nodeID: String?
+    @Option(help: "Heartbeat interval, in seconds, that BootNotification gives accepted chargers.")
+    var heartbeatInterval: Int = 300
+    @Option(help: "Seconds the server waits for a charger to answer one of its calls.")
+    var callTimeout: Int = 30
 
     func run() async throws {
         LoggingSystem.bootstrap { label in
@@ -76,6 +80,11 @@ struct Serve: AsyncParsableCommand {
         )
         configuration.gateway.maxMessageSize = maxMessageSize
         configuration.gateway.pingInterval = pingInterval > 0 ? .seconds(pingInterval) : nil
+        guard heartbeatInterval > 0, callTimeout > 0 else {
+            throw ValidationError("--heartbeat-interval and --call-timeout must be positive numbers of seconds.")
+        }
+        configuration.ocpp16.heartbeatInterval = heartbeatInterval
+        configuration.sessions.callTimeout = .seconds(callTimeout)
         if requireSubprotocol {
             configuration.gateway.handshake.versionWhenNoneOffered = nil
         }

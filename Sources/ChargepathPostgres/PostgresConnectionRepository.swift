@@ -79,8 +79,15 @@ public struct PostgresConnectionRepository: ConnectionRepository, NodeRepository
 
     public func touch(_ ids: [ConnectionID], at date: Date) async throws {
         guard !ids.isEmpty else { return }
+        // Any message counts as a sign of life, for the connection and for its charge point.
         try await client.query(
-            "UPDATE connections SET last_seen_at = \(date) WHERE connection_id = ANY(\(ids.map(\.rawValue)))",
+            """
+            WITH touched AS (
+                UPDATE connections SET last_seen_at = \(date) WHERE connection_id = ANY(\(ids.map(\.rawValue)))
+                RETURNING charge_point_id
+            )
+            UPDATE charge_points SET last_seen_at = \(date) WHERE charge_point_id IN (SELECT charge_point_id FROM touched)
+            """,
             logger: logger
         )
     }

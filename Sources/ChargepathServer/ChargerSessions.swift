@@ -1,21 +1,23 @@
 import NIOWebSocket
-import WSCore
+public import WSCore
+public import OCPPCore
 public import Chargepath
 public import Foundation
 public import Logging
 
-/// What a charger session does with each text message (the OCPP layer plugs in here).
-public protocol ChargerMessageHandler: Sendable {
-    /// Called once per text message, in order; the session waits for it before reading the next.
-    func handle(text: String, from connection: ConnectionRegistry.Entry, logger: Logger) async
+/// What happens on one charger connection once it is recorded: the protocol layer plugs in here.
+public protocol ChargerSession: AnyObject, Sendable {
+    /// Called once per text message, in order; the read loop waits for it before reading the next.
+    func handle(text: String) async
+    /// Sends a CALL to the charger and waits for its answer.
+    func call(action: String, payload: JSONValue) async throws -> JSONValue
+    /// The socket closed: fail whatever still waits on it.
+    func closed() async
 }
 
-/// Ignores messages: the connection layer on its own (used by tests of that layer).
-public struct IgnoringMessageHandler: ChargerMessageHandler {
-    public init() {}
-    public func handle(text: String, from connection: ConnectionRegistry.Entry, logger: Logger) async {
-        logger.trace("Ignoring a charger message", metadata: ["ws.message_bytes": "\(text.utf8.count)"])
-    }
+/// Makes the session for each new connection.
+public protocol ChargerSessionFactory: Sendable {
+    func makeSession(chargePointID: ChargePointIdentity, version: OCPPVersion, writer: WebSocketOutboundWriter, logger: Logger) -> any ChargerSession
 }
 
 /// The life of one charger socket: record it, register it, read it, forget it.
@@ -24,19 +26,19 @@ public struct ChargerSessions: Sendable {
     let registry: ConnectionRegistry
     let nodeID: NodeID
     let configuration: GatewayConfiguration
-    let handler: any ChargerMessageHandler
+    let sessions: any ChargerSessionFactory
     let now: @Sendable () -> Date
 
     public init(
         repository: any ConnectionRepository, registry: ConnectionRegistry, nodeID: NodeID,
-        configuration: GatewayConfiguration, handler: any ChargerMessageHandler,
+        configuration: GatewayConfiguration, sessions: any ChargerSessionFactory,
         now: @escaping @Sendable () -> Date = { Date() }
     ) {
         self.repository = repository
         self.registry = registry
         self.nodeID = nodeID
         self.configuration = configuration
-        self.handler = handler
+        self.sessions = sessions
         self.now = now
     }
 
@@ -65,8 +67,12 @@ public struct ChargerSessions: Sendable {
             try? await outbound.close(.unexpectedServerError, reason: "Central system storage unavailable; reconnect later")
             return
         }
+        let session = sessions.makeSession(
+            chargePointID: upgrade.accepted.identity, version: upgrade.accepted.version, writer: outbound, logger: logger
+        )
         let entry = ConnectionRegistry.Entry(
-            connectionID: upgrade.connectionID, identity: upgrade.accepted.identity, writer: outbound, connectedAt: connectedAt
+            connectionID: upgrade.connectionID, identity: upgrade.accepted.identity, writer: outbound, session: session,
+            connectedAt: connectedAt
         )
         if let previous = registry.add(entry) {
             try? await previous.writer.close(.normalClosure, reason: "Replaced by a newer connection of this charge point")
@@ -82,9 +88,11 @@ public struct ChargerSessions: Sendable {
         do {
             try await readMessages(entry: entry, inbound: inbound, outbound: outbound, logger: logger)
         } catch {
+            await session.closed()
             await forget(upgrade.connectionID, logger: logger)
             throw error
         }
+        await session.closed()
         await forget(upgrade.connectionID, logger: logger)
     }
 
@@ -96,7 +104,7 @@ public struct ChargerSessions: Sendable {
             registry.markActive(entry.connectionID)
             switch message {
             case .text(let text):
-                await handler.handle(text: text, from: entry, logger: logger)
+                await entry.session.handle(text: text)
             case .binary:
                 logger.warning("A charger sent a binary frame; OCPP-J uses text frames only. Closing the connection.")
                 try await outbound.close(.unacceptableData, reason: "OCPP-J messages are text frames")

@@ -13,6 +13,7 @@ public final class ConnectionRegistry: Sendable {
         public let connectionID: ConnectionID
         public let identity: ChargePointIdentity
         public let writer: WebSocketOutboundWriter
+        public let session: any ChargerSession
         public let connectedAt: Date
     }
 

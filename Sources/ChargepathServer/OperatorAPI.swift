@@ -5,6 +5,7 @@ import Foundation
 public import Hummingbird
 import Logging
 import NIOCore
+import OCPPCore
 
 /// The operator listener: `@connections` (modelled on API Gateway's management API), the
 /// `/api/v1` routes, and the unauthenticated `/health` and `/ready` probes.
@@ -25,6 +26,7 @@ public struct OperatorAPI: Sendable {
     let connections: any ConnectionRepository
     let registry: ConnectionRegistry
     let nodeID: NodeID
+    let calls: LocalCallSender
     /// Whether the database is reachable and fully migrated.
     let readiness: @Sendable () async -> Result<Void, any Error>
 
@@ -36,6 +38,7 @@ public struct OperatorAPI: Sendable {
         self.connections = connections
         self.registry = registry
         self.nodeID = nodeID
+        self.calls = LocalCallSender(registry: registry)
         self.readiness = readiness
     }
 
@@ -81,6 +84,32 @@ public struct OperatorAPI: Sendable {
             }
             try? await entry.writer.close(.normalClosure, reason: "Closed by the operator")
             return HTTPResponse.Status.noContent
+        }
+        protected.post("api/v1/charge-points/:chargePointId/calls/:action") { request, context in
+            let chargePointID = try context.parameters.require("chargePointId")
+            let action = try context.parameters.require("action")
+            let body = try await request.body.collect(upTo: configuration.maxMessageSize)
+            let payload: JSONValue
+            do {
+                payload = try JSONValue.parse(Array(body.readableBytesView))
+            } catch {
+                throw HTTPError(.badRequest, message: "The body must be the call's JSON payload: \(error)")
+            }
+            do {
+                let answer = try await calls.call(chargePointID: chargePointID, action: action, payload: payload)
+                return Response.rawJSON(answer.serialized(), status: .ok)
+            } catch let failure as ChargerCallFailure {
+                switch failure.kind {
+                case .callError(let code, let description, let details):
+                    let body: JSONValue = ["errorCode": .string(code), "errorDescription": .string(description), "errorDetails": details]
+                    return Response.rawJSON(body.serialized(), status: .badGateway)
+                case .timeout: throw HTTPError(.gatewayTimeout, message: failure.description)
+                case .notConnected: throw HTTPError(.notFound, message: "\(chargePointID) is not connected to this node.")
+                case .invalidPayload: throw HTTPError(.badRequest, message: failure.description)
+                case .queueFull: throw HTTPError(.tooManyRequests, message: failure.description)
+                case .connectionClosed, .malformedAnswer: throw HTTPError(.badGateway, message: failure.description)
+                }
+            }
         }
         protected.get("api/v1/connections") { request, _ in
             let chargePointID = request.uri.queryParameters["chargePointId"].map(String.init)
@@ -171,6 +200,10 @@ struct BearerTokenMiddleware<Context: RequestContext>: RouterMiddleware {
 extension Response {
     static func text(_ text: String, status: HTTPResponse.Status) -> Response {
         Response(status: status, headers: [.contentType: "text/plain; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: text)))
+    }
+
+    static func rawJSON(_ text: String, status: HTTPResponse.Status) -> Response {
+        Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: text)))
     }
 
     static func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {

@@ -1,0 +1,67 @@
+public import Foundation
+public import OCPP16
+
+/// One sampled value as stored: the same shape for MeterValues and StopTransaction's transactionData.
+public struct MeterSample: Sendable, Equatable {
+    public var sampledAt: Date
+    public var value: String
+    public var context: String?
+    public var format: String?
+    public var measurand: String?
+    public var phase: String?
+    public var location: String?
+    public var unit: String?
+
+    public init(sampledAt: Date, value: String, context: String? = nil, format: String? = nil, measurand: String? = nil,
+                phase: String? = nil, location: String? = nil, unit: String? = nil) {
+        self.sampledAt = sampledAt
+        self.value = value
+        self.context = context
+        self.format = format
+        self.measurand = measurand
+        self.phase = phase
+        self.location = location
+        self.unit = unit
+    }
+}
+
+/// The result of a StartTransaction: the id the charger gets, and what we think of its tag.
+public struct StartedTransaction: Sendable, Equatable {
+    public var transactionID: Int
+    public var idTagInfo: IdTagInfo
+    /// True when this was a retry of a start we had already recorded.
+    public var wasRetry: Bool
+
+    public init(transactionID: Int, idTagInfo: IdTagInfo, wasRetry: Bool) {
+        self.transactionID = transactionID
+        self.idTagInfo = idTagInfo
+        self.wasRetry = wasRetry
+    }
+}
+
+/// How a StopTransaction matched what we know.
+public enum StopOutcome: Sendable, Equatable {
+    case stopped
+    /// The same stop again (a retry): nothing changed.
+    case alreadyStoppedSame
+    /// Recorded as an anomaly, answered anyway.
+    case unknownTransaction
+    case alreadyStoppedDifferently
+}
+
+/// The port through which the OCPP 1.6 handler persists what chargers tell it.
+/// Every method commits before it returns: the charger's answer is sent only afterwards.
+public protocol CentralSystemStore: Sendable {
+    /// Records a boot (creating the charge point) and returns the operator's registration decision.
+    func recordBoot(chargePointID: String, _ request: BootNotificationRequest, at: Date) async throws -> RegistrationStatus
+    /// The operator's registration decision, or nil for a charge point never seen.
+    func registrationStatus(chargePointID: String) async throws -> RegistrationStatus?
+    func recordStatus(chargePointID: String, _ request: StatusNotificationRequest, receivedAt: Date) async throws
+    /// Looks an idTag up in the authorization list (unknown → Invalid; past expiry → Expired).
+    func authorize(idTag: String, at: Date) async throws -> IdTagInfo
+    func startTransaction(chargePointID: String, _ request: StartTransactionRequest, receivedAt: Date) async throws -> StartedTransaction
+    func recordMeterValues(chargePointID: String, connectorID: Int, transactionID: Int?, samples: [MeterSample], receivedAt: Date) async throws
+    func stopTransaction(chargePointID: String, _ request: StopTransactionRequest, samples: [MeterSample], receivedAt: Date) async throws -> StopOutcome
+    /// Stores a message kept as it came (DataTransfer, notifications).
+    func recordMessage(chargePointID: String, action: String, payload: String, receivedAt: Date) async throws
+}

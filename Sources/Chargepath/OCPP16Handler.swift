@@ -1,0 +1,191 @@
+public import Foundation
+public import OCPP16
+public import OCPPCore
+
+/// An OCPP error to answer a CALL with (a CALLERROR), spelled per version on the wire.
+public struct OCPPCallError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var code: OCPPErrorCode
+    public var message: String
+    public init(_ code: OCPPErrorCode, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+    public var description: String { "\(code): \(message)" }
+}
+
+/// What one charger connection knows about itself while it is open.
+public struct OCPP16SessionState: Sendable {
+    public let chargePointID: String
+    /// Whether this charger may send more than BootNotification (Accepted now or before).
+    public var isAccepted: Bool = false
+    /// Whether the stored registration decision has been read for this connection.
+    public var knowsRegistration: Bool = false
+
+    public init(chargePointID: String) {
+        self.chargePointID = chargePointID
+    }
+}
+
+/// The default handler: answers every charger-initiated OCPP 1.6 action as the specification says,
+/// after persisting what matters through the `CentralSystemStore`.
+public struct OCPP16Handler: Sendable {
+    public struct Configuration: Sendable {
+        /// The heartbeat interval BootNotification hands out (`--heartbeat-interval`).
+        public var heartbeatInterval: Int
+        /// The interval a Pending or Rejected charger waits before booting again.
+        public var retryInterval: Int
+
+        public init(heartbeatInterval: Int = 300, retryInterval: Int = 60) {
+            self.heartbeatInterval = heartbeatInterval
+            self.retryInterval = retryInterval
+        }
+    }
+
+    let store: any CentralSystemStore
+    let configuration: Configuration
+    let now: @Sendable () -> Date
+
+    public init(store: any CentralSystemStore, configuration: Configuration = .init(), now: @escaping @Sendable () -> Date = { Date() }) {
+        self.store = store
+        self.configuration = configuration
+        self.now = now
+    }
+
+    /// Answers one CALL whose payload already passed schema validation.
+    public func handle(action: OCPP16Action, payload: JSONValue, state: inout OCPP16SessionState) async throws -> JSONValue {
+        let chargePoint = state.chargePointID
+        if action != .bootNotification, !state.isAccepted {
+            if !state.knowsRegistration {
+                // A charger that reconnects without booting again is accepted as it was.
+                state.isAccepted = try await store.registrationStatus(chargePointID: chargePoint) == .accepted
+                state.knowsRegistration = true
+            }
+            guard state.isAccepted else {
+                throw OCPPCallError(.securityError, "This charge point is not accepted: send BootNotification first and wait for Accepted.")
+            }
+        }
+        let received = now()
+        switch action {
+        case .bootNotification:
+            let request = try decode(BootNotificationRequest.self, payload)
+            let status = try await store.recordBoot(chargePointID: chargePoint, request, at: received)
+            state.isAccepted = status == .accepted
+            state.knowsRegistration = true
+            let interval = status == .accepted ? configuration.heartbeatInterval : configuration.retryInterval
+            return try encode(BootNotificationResponse(status: status, currentTime: received, interval: interval))
+
+        case .heartbeat:
+            // last_seen_at is written in batches for every message (ConnectionRegistry.markActive).
+            return try encode(HeartbeatResponse(currentTime: received))
+
+        case .statusNotification:
+            let request = try decode(StatusNotificationRequest.self, payload)
+            try await store.recordStatus(chargePointID: chargePoint, request, receivedAt: received)
+            return try encode(StatusNotificationResponse())
+
+        case .authorize:
+            let request = try decode(AuthorizeRequest.self, payload)
+            return try encode(AuthorizeResponse(idTagInfo: try await store.authorize(idTag: request.idTag, at: received)))
+
+        case .startTransaction:
+            let request = try decode(StartTransactionRequest.self, payload)
+            let started = try await store.startTransaction(chargePointID: chargePoint, request, receivedAt: received)
+            return try encode(StartTransactionResponse(idTagInfo: started.idTagInfo, transactionId: started.transactionID))
+
+        case .meterValues:
+            let request = try decode(MeterValuesRequest.self, payload)
+            let samples = request.meterValue.flatMap { MeterSample.all(at: $0.timestamp, $0.sampledValue) }
+            try await store.recordMeterValues(
+                chargePointID: chargePoint, connectorID: request.connectorId, transactionID: request.transactionId,
+                samples: samples, receivedAt: received
+            )
+            return try encode(MeterValuesResponse())
+
+        case .stopTransaction:
+            let request = try decode(StopTransactionRequest.self, payload)
+            let samples = (request.transactionData ?? []).flatMap { MeterSample.all(at: $0.timestamp, $0.sampledValue) }
+            _ = try await store.stopTransaction(chargePointID: chargePoint, request, samples: samples, receivedAt: received)
+            // Whatever we knew of the transaction, the charger gets an answer it will not retry.
+            var idTagInfo: IdTagInfo?
+            if let idTag = request.idTag {
+                idTagInfo = try await store.authorize(idTag: idTag, at: received)
+            }
+            return try encode(StopTransactionResponse(idTagInfo: idTagInfo))
+
+        case .dataTransfer:
+            let request = try decode(DataTransferRequest.self, payload)
+            try await store.recordMessage(chargePointID: chargePoint, action: action.rawValue, payload: payload.serialized(), receivedAt: received)
+            _ = request
+            // No vendor-specific handler is registered yet.
+            return try encode(DataTransferResponse(status: .unknownVendorId))
+
+        case .diagnosticsStatusNotification:
+            try await record(action, payload, chargePoint, received)
+            return try encode(DiagnosticsStatusNotificationResponse())
+        case .firmwareStatusNotification:
+            try await record(action, payload, chargePoint, received)
+            return try encode(FirmwareStatusNotificationResponse())
+        case .securityEventNotification:
+            try await record(action, payload, chargePoint, received)
+            return try encode(SecurityEventNotificationResponse())
+        case .signedFirmwareStatusNotification:
+            try await record(action, payload, chargePoint, received)
+            return try encode(SignedFirmwareStatusNotificationResponse())
+        case .logStatusNotification:
+            try await record(action, payload, chargePoint, received)
+            return try encode(LogStatusNotificationResponse())
+        case .signCertificate:
+            // Recorded; certificate management (and so Accepted) comes with a later issue.
+            try await record(action, payload, chargePoint, received)
+            return try encode(SignCertificateResponse(status: .rejected))
+
+        default:
+            throw OCPPCallError(.notSupported, "\(action.rawValue) is sent by a central system, not by a charge point.")
+        }
+    }
+
+    private func record(_ action: OCPP16Action, _ payload: JSONValue, _ chargePoint: String, _ at: Date) async throws {
+        try await store.recordMessage(chargePointID: chargePoint, action: action.rawValue, payload: payload.serialized(), receivedAt: at)
+    }
+
+    private func decode<T: Decodable>(_ type: T.Type, _ payload: JSONValue) throws -> T {
+        do {
+            return try payload.decode(type, decoder: OCPP16Coding.makeDecoder())
+        } catch {
+            // The schema accepted it, so this is a shape Codable is stricter about (e.g. a date).
+            throw OCPPCallError(.formationViolation, "The payload could not be read: \(error)")
+        }
+    }
+
+    private func encode(_ value: some Encodable) throws -> JSONValue {
+        try JSONValue(encoding: value, encoder: OCPP16Coding.makeEncoder())
+    }
+}
+
+/// The fields MeterValues' and StopTransaction's sampled values share (the schemas differ only in
+/// the unit enum, so the generator made two types).
+protocol SampledValueFields {
+    associatedtype Unit: RawRepresentable<String>
+    var value: String { get }
+    var context: ReadingContext? { get }
+    var format: ValueFormat? { get }
+    var measurand: Measurand? { get }
+    var phase: Phase? { get }
+    var location: Location? { get }
+    var unit: Unit? { get }
+}
+
+extension SampledValue: SampledValueFields {}
+extension StopTransactionSampledValue: SampledValueFields {}
+
+extension MeterSample {
+    static func all(at timestamp: Date, _ values: [some SampledValueFields]) -> [MeterSample] {
+        values.map { sample in
+            MeterSample(
+                sampledAt: timestamp, value: sample.value, context: sample.context?.rawValue, format: sample.format?.rawValue,
+                measurand: sample.measurand?.rawValue, phase: sample.phase?.rawValue, location: sample.location?.rawValue,
+                unit: sample.unit?.rawValue
+            )
+        }
+    }
+}

@@ -1,0 +1,233 @@
+public import Chargepath
+public import Foundation
+public import Logging
+public import OCPP16
+public import PostgresNIO
+
+/// The OCPP 1.6 tables (migration 0002). Each method is one statement or one transaction,
+/// committed before it returns.
+public struct PostgresCentralSystemStore: CentralSystemStore {
+    let client: PostgresClient
+    let logger: Logger
+
+    public init(client: PostgresClient, logger: Logger) {
+        self.client = client
+        self.logger = logger
+    }
+
+    public func recordBoot(chargePointID: String, _ request: BootNotificationRequest, at date: Date) async throws -> RegistrationStatus {
+        let rows = try await client.query(
+            """
+            INSERT INTO charge_points (charge_point_id, vendor, model, serial_number, charge_box_serial_number,
+                firmware_version, iccid, imsi, meter_type, meter_serial_number, last_boot_at, last_seen_at)
+            VALUES (\(chargePointID), \(request.chargePointVendor), \(request.chargePointModel), \(request.chargePointSerialNumber),
+                \(request.chargeBoxSerialNumber), \(request.firmwareVersion), \(request.iccid), \(request.imsi), \(request.meterType),
+                \(request.meterSerialNumber), \(date), \(date))
+            ON CONFLICT (charge_point_id) DO UPDATE SET
+                vendor = EXCLUDED.vendor, model = EXCLUDED.model, serial_number = EXCLUDED.serial_number,
+                charge_box_serial_number = EXCLUDED.charge_box_serial_number, firmware_version = EXCLUDED.firmware_version,
+                iccid = EXCLUDED.iccid, imsi = EXCLUDED.imsi, meter_type = EXCLUDED.meter_type,
+                meter_serial_number = EXCLUDED.meter_serial_number, last_boot_at = EXCLUDED.last_boot_at,
+                last_seen_at = EXCLUDED.last_seen_at
+            RETURNING registration_status
+            """,
+            logger: logger
+        )
+        for try await status in rows.decode(String.self) {
+            return RegistrationStatus(rawValue: status) ?? .accepted
+        }
+        return .accepted
+    }
+
+    public func registrationStatus(chargePointID: String) async throws -> RegistrationStatus? {
+        let rows = try await client.query(
+            "SELECT registration_status FROM charge_points WHERE charge_point_id = \(chargePointID)", logger: logger
+        )
+        for try await status in rows.decode(String.self) { return RegistrationStatus(rawValue: status) }
+        return nil
+    }
+
+    public func recordStatus(chargePointID: String, _ request: StatusNotificationRequest, receivedAt: Date) async throws {
+        let status = request.status.rawValue
+        let errorCode = request.errorCode.rawValue
+        // One statement: the history row, and the current status unless a newer one is already there
+        // (chargers replay queued notifications after a reconnect).
+        try await client.query(
+            """
+            WITH history AS (
+                INSERT INTO status_history (charge_point_id, connector_id, status, error_code, info, vendor_id,
+                    vendor_error_code, status_at, received_at)
+                VALUES (\(chargePointID), \(request.connectorId), \(status), \(errorCode), \(request.info), \(request.vendorId),
+                    \(request.vendorErrorCode), \(request.timestamp), \(receivedAt))
+            )
+            INSERT INTO connector_status (charge_point_id, connector_id, status, error_code, info, vendor_id,
+                vendor_error_code, status_at, received_at)
+            VALUES (\(chargePointID), \(request.connectorId), \(status), \(errorCode), \(request.info), \(request.vendorId),
+                \(request.vendorErrorCode), \(request.timestamp), \(receivedAt))
+            ON CONFLICT (charge_point_id, connector_id) DO UPDATE SET
+                status = EXCLUDED.status, error_code = EXCLUDED.error_code, info = EXCLUDED.info,
+                vendor_id = EXCLUDED.vendor_id, vendor_error_code = EXCLUDED.vendor_error_code,
+                status_at = EXCLUDED.status_at, received_at = EXCLUDED.received_at
+            WHERE connector_status.status_at IS NULL OR EXCLUDED.status_at IS NULL
+                OR EXCLUDED.status_at >= connector_status.status_at
+            """,
+            logger: logger
+        )
+    }
+
+    public func authorize(idTag: String, at date: Date) async throws -> IdTagInfo {
+        let rows = try await client.query(
+            "SELECT status, expiry_date, parent_id_tag FROM id_tags WHERE id_tag = \(idTag)", logger: logger
+        )
+        for try await (status, expiry, parent) in rows.decode((String, Date?, String?).self) {
+            var authorization = AuthorizationStatus(rawValue: status) ?? .invalid
+            if authorization == .accepted, let expiry, expiry <= date {
+                authorization = .expired
+            }
+            return IdTagInfo(expiryDate: expiry, parentIdTag: parent, status: authorization)
+        }
+        return IdTagInfo(status: .invalid)
+    }
+
+    public func startTransaction(chargePointID: String, _ request: StartTransactionRequest, receivedAt: Date) async throws -> StartedTransaction {
+        let info = try await authorize(idTag: request.idTag, at: receivedAt)
+        // A retried start (same charger, connector, tag, meterStart, timestamp) finds its first row.
+        let rows = try await client.query(
+            """
+            WITH inserted AS (
+                INSERT INTO transactions (charge_point_id, connector_id, id_tag, id_tag_status, meter_start, started_at,
+                    reservation_id, received_start_at)
+                VALUES (\(chargePointID), \(request.connectorId), \(request.idTag), \(info.status.rawValue), \(request.meterStart),
+                    \(request.timestamp), \(request.reservationId), \(receivedAt))
+                ON CONFLICT ON CONSTRAINT transactions_start_key DO NOTHING
+                RETURNING transaction_id, false AS retry
+            )
+            SELECT transaction_id, retry FROM inserted
+            UNION ALL
+            SELECT transaction_id, true FROM transactions
+            WHERE charge_point_id = \(chargePointID) AND connector_id = \(request.connectorId) AND id_tag = \(request.idTag)
+                AND meter_start = \(request.meterStart) AND started_at = \(request.timestamp)
+                AND NOT EXISTS (SELECT 1 FROM inserted)
+            """,
+            logger: logger
+        )
+        for try await (id, retry) in rows.decode((Int, Bool).self) {
+            return StartedTransaction(transactionID: id, idTagInfo: info, wasRetry: retry)
+        }
+        throw StoreError(description: "StartTransaction for \(chargePointID) returned no transaction id")
+    }
+
+    public func recordMeterValues(chargePointID: String, connectorID: Int, transactionID: Int?, samples: [MeterSample], receivedAt: Date) async throws {
+        guard !samples.isEmpty else { return }
+        try await insertSamples(chargePointID: chargePointID, connectorID: connectorID, transactionID: transactionID,
+                                samples: samples, source: "MeterValues", receivedAt: receivedAt, on: nil)
+    }
+
+    public func stopTransaction(chargePointID: String, _ request: StopTransactionRequest, samples: [MeterSample], receivedAt: Date) async throws -> StopOutcome {
+        try await client.withTransaction(logger: logger) { connection in
+            let rows = try await connection.query(
+                """
+                SELECT charge_point_id, connector_id, meter_stop, stopped_at FROM transactions
+                WHERE transaction_id = \(request.transactionId) FOR UPDATE
+                """,
+                logger: logger
+            )
+            var found: (String, Int, Int?, Date?)?
+            for try await row in rows.decode((String, Int, Int?, Date?).self) { found = row }
+            let outcome: StopOutcome
+            var connectorID = 0
+            if let (owner, connector, meterStop, stoppedAt) = found, owner == chargePointID {
+                connectorID = connector
+                if meterStop == nil {
+                    try await connection.query(
+                        """
+                        UPDATE transactions SET meter_stop = \(request.meterStop), stopped_at = \(request.timestamp),
+                            stop_reason = \(request.reason?.rawValue ?? "Local"), stop_id_tag = \(request.idTag),
+                            received_stop_at = \(receivedAt)
+                        WHERE transaction_id = \(request.transactionId)
+                        """,
+                        logger: logger
+                    )
+                    outcome = .stopped
+                } else if meterStop == request.meterStop, stoppedAt == request.timestamp {
+                    outcome = .alreadyStoppedSame
+                } else {
+                    outcome = .alreadyStoppedDifferently
+                }
+            } else {
+                outcome = .unknownTransaction
+            }
+            if outcome == .unknownTransaction || outcome == .alreadyStoppedDifferently {
+                let detail = try Self.json([
+                    "transactionId": "\(request.transactionId)", "meterStop": "\(request.meterStop)",
+                    "timestamp": ISO8601DateFormatter().string(from: request.timestamp),
+                    "reason": request.reason?.rawValue ?? "", "idTag": request.idTag ?? "",
+                ])
+                let kind = outcome == .unknownTransaction ? "StopTransactionUnknown" : "StopTransactionAlreadyStopped"
+                try await connection.query(
+                    """
+                    INSERT INTO anomalies (charge_point_id, kind, detail, occurred_at)
+                    VALUES (\(chargePointID), \(kind), \(detail)::jsonb, \(receivedAt))
+                    """,
+                    logger: logger
+                )
+            }
+            if !samples.isEmpty {
+                try await insertSamples(chargePointID: chargePointID, connectorID: connectorID, transactionID: request.transactionId,
+                                        samples: samples, source: "StopTransaction", receivedAt: receivedAt, on: connection)
+            }
+            return outcome
+        }
+    }
+
+    public func recordMessage(chargePointID: String, action: String, payload: String, receivedAt: Date) async throws {
+        try await client.query(
+            """
+            INSERT INTO charger_messages (charge_point_id, action, payload, received_at)
+            VALUES (\(chargePointID), \(action), \(payload)::jsonb, \(receivedAt))
+            """,
+            logger: logger
+        )
+    }
+
+    /// All samples of one message in one INSERT (arrays unnested); a resent sample is ignored.
+    private func insertSamples(
+        chargePointID: String, connectorID: Int, transactionID: Int?, samples: [MeterSample], source: String,
+        receivedAt: Date, on connection: PostgresConnection?
+    ) async throws {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        let times = samples.map { formatter.string(from: $0.sampledAt) }
+        let values = samples.map(\.value)
+        let contexts = samples.map { $0.context ?? "" }
+        let formats = samples.map { $0.format ?? "" }
+        let measurands = samples.map { $0.measurand ?? "" }
+        let phases = samples.map { $0.phase ?? "" }
+        let locations = samples.map { $0.location ?? "" }
+        let units = samples.map { $0.unit ?? "" }
+        let query: PostgresQuery = """
+            INSERT INTO meter_values (charge_point_id, connector_id, transaction_id, sampled_at, value, context, format,
+                measurand, phase, location, unit, source, received_at)
+            SELECT \(chargePointID), \(connectorID), \(transactionID), t::timestamptz, v, NULLIF(c, ''), NULLIF(f, ''),
+                NULLIF(m, ''), NULLIF(p, ''), NULLIF(l, ''), NULLIF(u, ''), \(source), \(receivedAt)
+            FROM unnest(\(times)::text[], \(values)::text[], \(contexts)::text[], \(formats)::text[], \(measurands)::text[],
+                \(phases)::text[], \(locations)::text[], \(units)::text[]) AS s(t, v, c, f, m, p, l, u)
+            ON CONFLICT DO NOTHING
+            """
+        if let connection {
+            try await connection.query(query, logger: logger)
+        } else {
+            try await client.query(query, logger: logger)
+        }
+    }
+
+    static func json(_ dictionary: [String: String]) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: try encoder.encode(dictionary), as: UTF8.self)
+    }
+}
+
+struct StoreError: Error, CustomStringConvertible {
+    let description: String
+}

@@ -1,0 +1,283 @@
+import Chargepath
+import Foundation
+import Logging
+import NIOWebSocket
+import OCPP16
+public import OCPPCore
+import Synchronization
+import WSCore
+
+/// The official 1.6 request schemas, compiled once per process.
+enum OCPP16RequestSchemas {
+    static let byAction: [String: JSONSchema] = {
+        var schemas: [String: JSONSchema] = [:]
+        for action in OCPP16Action.allCases {
+            guard let text = OCPP16Schemas.request(for: action.rawValue), let schema = try? JSONSchema(jsonText: text) else {
+                preconditionFailure("The embedded schema for \(action.rawValue) does not compile; regenerate Sources/OCPP16/Generated")
+            }
+            schemas[action.rawValue] = schema
+        }
+        return schemas
+    }()
+
+    static let responsesByAction: [String: JSONSchema] = {
+        var schemas: [String: JSONSchema] = [:]
+        for action in OCPP16Action.allCases {
+            guard let text = OCPP16Schemas.response(for: action.rawValue), let schema = try? JSONSchema(jsonText: text) else {
+                preconditionFailure("The embedded response schema for \(action.rawValue) does not compile")
+            }
+            schemas[action.rawValue] = schema
+        }
+        return schemas
+    }()
+}
+
+/// Why a call to a charger failed.
+public struct ChargerCallFailure: Error, Sendable, CustomStringConvertible {
+    public enum Kind: Sendable, Equatable {
+        /// The charger answered with a CALLERROR.
+        case callError(code: String, description: String, details: JSONValue)
+        /// No answer within the call timeout.
+        case timeout
+        /// The connection closed before the answer came.
+        case connectionClosed
+        /// Too many calls already wait for this charger.
+        case queueFull
+        /// The charger's answer was malformed.
+        case malformedAnswer(String)
+        /// The payload we were asked to send violates the action's schema.
+        case invalidPayload(String)
+        case notConnected
+    }
+
+    public let kind: Kind
+    public init(_ kind: Kind) { self.kind = kind }
+
+    public var description: String {
+        switch kind {
+        case .callError(let code, let description, _): "The charger answered \(code): \(description)"
+        case .timeout: "The charger did not answer in time"
+        case .connectionClosed: "The connection closed before the charger answered"
+        case .queueFull: "Too many calls are already waiting for this charger; try again later"
+        case .malformedAnswer(let reason): "The charger's answer was malformed: \(reason)"
+        case .invalidPayload(let reason): "The payload does not match the action's schema: \(reason)"
+        case .notConnected: "The charge point is not connected to this node"
+        }
+    }
+}
+
+/// One OCPP 1.6J charger connection: reads frames in order, answers its CALLs through the
+/// default handler, and carries the server's CALLs to it (one in flight, a bounded queue behind).
+final class OCPP16Session: ChargerSession {
+    struct Configuration: Sendable {
+        var callTimeout: Duration
+        var callQueueCapacity: Int
+        /// How long handling one CALL may take (mostly: the database) before the charger gets InternalError.
+        var handlerTimeout: Duration
+    }
+
+    private struct LoopState {
+        var session: OCPP16SessionState
+        /// The last CALL answered, to answer a resent copy without doing it twice.
+        var lastAnswered: (id: String, action: String, reply: String)?
+    }
+
+    private struct CallState {
+        var correlator: CallCorrelator<String>
+        var waiters: [String: AsyncThrowingStream<JSONValue, any Error>.Continuation] = [:]
+        var ids = MessageIDGenerator()
+    }
+
+    let chargePointID: String
+    private let writer: WebSocketOutboundWriter
+    private let handler: OCPP16Handler
+    private let configuration: Configuration
+    private let logger: Logger
+    private let loop: Mutex<LoopState>
+    private let calls: Mutex<CallState>
+
+    init(chargePointID: String, writer: WebSocketOutboundWriter, handler: OCPP16Handler, configuration: Configuration, logger: Logger) {
+        self.chargePointID = chargePointID
+        self.writer = writer
+        self.handler = handler
+        self.configuration = configuration
+        self.logger = logger
+        self.loop = Mutex(LoopState(session: OCPP16SessionState(chargePointID: chargePointID)))
+        self.calls = Mutex(CallState(correlator: CallCorrelator(configuration: .init(
+            queueCapacity: configuration.callQueueCapacity, timeout: configuration.callTimeout
+        ))))
+    }
+
+    // MARK: Frames from the charger
+
+    func handle(text: String) async {
+        switch OCPPFrame.decode(text: text, version: .ocpp16) {
+        case .failure(let error):
+            switch error.disposition(for: .ocpp16) {
+            case .drop(let reason):
+                logger.warning("Dropped a frame that cannot be answered", metadata: ["reason": "\(reason)"])
+            case .reply(let frame):
+                logger.warning("Answered a malformed frame with a CALLERROR", metadata: ["reason": "\(error)"])
+                await send(frame.encode())
+            case .failPendingCall(let id, let reason):
+                await complete(id: id, with: .failure(ChargerCallFailure(.malformedAnswer(reason))))
+            }
+        case .success(.call(let id, let action, let payload)):
+            await handleCall(id: id, action: action, payload: payload)
+        case .success(.callResult(let id, let payload)):
+            await complete(id: id, with: .success(payload))
+        case .success(.callError(let id, let code, let description, let details)):
+            await complete(id: id, with: .failure(ChargerCallFailure(.callError(code: code, description: description, details: details))))
+        }
+    }
+
+    private func handleCall(id: String, action: String, payload: JSONValue) async {
+        var logger = self.logger
+        logger[metadataKey: "ocpp.action"] = "\(action)"
+        logger[metadataKey: "ocpp.message_id"] = "\(id)"
+        let state = loop.withLock { $0 }
+        if let last = state.lastAnswered, last.id == id, last.action == action {
+            // A resent CALL (the charger missed our answer, or sent it twice): answer again, do nothing twice.
+            logger.info("Answering a resent CALL again without handling it twice")
+            await send(last.reply)
+            return
+        }
+        let reply: OCPPFrame
+        var session = state.session
+        if let known = OCPP16Action(rawValue: action) {
+            if known.direction == .centralSystemToChargePoint {
+                reply = Self.error(id, .notSupported, "\(action) is sent by a central system to a charge point, not the other way round.")
+            } else if let violations = OCPP16RequestSchemas.byAction[action]?.validate(payload), !violations.isEmpty {
+                let code = violations.errorCode(for: .ocpp16) ?? .formationViolation
+                logger.info("Rejected a CALL that violates its schema", metadata: ["ocpp.error_code": "\(code.wireName(for: .ocpp16))"])
+                reply = Self.error(id, code, violations.summary())
+            } else {
+                let handler = self.handler
+                let current = session
+                do {
+                    let (result, updated) = try await withTimeLimit(configuration.handlerTimeout) {
+                        var state = current
+                        let result = try await handler.handle(action: known, payload: payload, state: &state)
+                        return (result, state)
+                    }
+                    session = updated
+                    reply = .callResult(id: id, payload: result)
+                } catch let error as OCPPCallError {
+                    reply = Self.error(id, error.code, error.message)
+                } catch {
+                    logger.error("Could not handle a CALL; answering InternalError", metadata: ["error": "\(String(reflecting: error))"])
+                    reply = Self.error(id, .internalError, "The central system could not store this message right now; send it again later.")
+                }
+            }
+        } else {
+            reply = Self.error(id, .notImplemented, "Unknown action '\(action.prefix(60))' for OCPP 1.6.")
+        }
+        let text = reply.encode()
+        loop.withLock {
+            $0.session = session
+            $0.lastAnswered = (id, action, text)
+        }
+        await send(text)
+    }
+
+    private static func error(_ id: String, _ code: OCPPErrorCode, _ description: String) -> OCPPFrame {
+        .callError(id: id, code: code, description: description, details: .emptyObject, version: .ocpp16)
+    }
+
+    private func send(_ text: String) async {
+        do {
+            try await writer.writeTextMessage(text)
+        } catch {
+            logger.debug("Could not write to a closing connection", metadata: ["error": "\(error)"])
+        }
+    }
+
+    // MARK: Calls to the charger
+
+    func call(action: String, payload: JSONValue) async throws -> JSONValue {
+        if let schema = OCPP16RequestSchemas.byAction[action] {
+            let violations = schema.validate(payload)
+            guard violations.isEmpty else { throw ChargerCallFailure(.invalidPayload(violations.summary())) }
+        } else {
+            throw ChargerCallFailure(.invalidPayload("'\(action)' is not an OCPP 1.6 action"))
+        }
+        let (answer, continuation) = AsyncThrowingStream.makeStream(of: JSONValue.self, throwing: (any Error).self)
+        let (id, decision): (String, CallCorrelator<String>.EnqueueAction) = calls.withLock { state in
+            let id = state.ids.next()
+            let decision = state.correlator.enqueue(OutgoingCall(id: id, action: action, payload: payload, token: id), now: .now)
+            if case .rejected = decision {} else { state.waiters[id] = continuation }
+            return (id, decision)
+        }
+        switch decision {
+        case .send(let call):
+            await send(call.frame.encode())
+        case .queued:
+            break
+        case .rejected(_, let reason):
+            throw ChargerCallFailure(reason == .queueFull ? .queueFull : .connectionClosed)
+        }
+        do {
+            // The timeout counts from now; a queued call waits its turn within it too.
+            return try await withTimeLimit(configuration.callTimeout + configuration.callTimeout * calls.withLock { $0.correlator.queuedCount }) {
+                for try await value in answer { return value }
+                throw ChargerCallFailure(.connectionClosed)
+            }
+        } catch is TimeLimitExceeded {
+            let next: OutgoingCall<String>? = calls.withLock { state in
+                state.waiters[id] = nil
+                if case .cancelled(_, let next) = state.correlator.cancel(id: id, now: .now) { return next }
+                return nil
+            }
+            if let next { await send(next.frame.encode()) }
+            logger.warning("A call to the charger timed out", metadata: ["ocpp.action": "\(action)", "ocpp.message_id": "\(id)"])
+            throw ChargerCallFailure(.timeout)
+        }
+    }
+
+    private func complete(id: String, with result: Result<JSONValue, ChargerCallFailure>) async {
+        let (waiter, next): (AsyncThrowingStream<JSONValue, any Error>.Continuation?, OutgoingCall<String>?) = calls.withLock { state in
+            switch state.correlator.receiveResult(id: id, now: .now) {
+            case .matched(let call, let next):
+                return (state.waiters.removeValue(forKey: call.token), next)
+            case .unmatched(let reason):
+                logger.info("Ignored an answer that matches no pending call", metadata: ["ocpp.message_id": "\(id)", "reason": "\(reason)"])
+                return (nil, nil)
+            }
+        }
+        if let waiter {
+            switch result {
+            case .success(let payload): waiter.yield(payload); waiter.finish()
+            case .failure(let failure): waiter.finish(throwing: failure)
+            }
+        }
+        if let next {
+            // The next queued call goes out from the read loop, right after the answer that freed the slot.
+            await send(next.frame.encode())
+        }
+    }
+
+    func closed() async {
+        let waiters = calls.withLock { state in
+            _ = state.correlator.close()
+            let waiters = state.waiters
+            state.waiters.removeAll()
+            return waiters
+        }
+        for waiter in waiters.values { waiter.finish(throwing: ChargerCallFailure(.connectionClosed)) }
+    }
+}
+
+struct TimeLimitExceeded: Error {}
+
+/// Runs `operation`; throws `TimeLimitExceeded` once `limit` passes (the operation is cancelled).
+func withTimeLimit<T: Sendable>(_ limit: Duration, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+    try await withThrowingTaskGroup(of: T.self) { group in
+        group.addTask { try await operation() }
+        group.addTask {
+            try await Task.sleep(for: limit)
+            throw TimeLimitExceeded()
+        }
+        defer { group.cancelAll() }
+        return try await group.next()!
+    }
+}

@@ -1,0 +1,57 @@
+public import Chargepath
+public import Logging
+public import OCPPCore
+public import WSCore
+
+/// Makes an `OCPP16Session` for each charger connection.
+public struct OCPP16SessionFactory: ChargerSessionFactory {
+    public struct Configuration: Sendable {
+        /// How long the server waits for a charger to answer its CALL (`--call-timeout`).
+        public var callTimeout: Duration
+        /// Calls that may wait behind the one in flight, per charger.
+        public var callQueueCapacity: Int
+        /// How long handling one charger CALL may take before it is answered InternalError.
+        public var handlerTimeout: Duration
+
+        public init(callTimeout: Duration = .seconds(30), callQueueCapacity: Int = 32, handlerTimeout: Duration = .seconds(10)) {
+            self.callTimeout = callTimeout
+            self.callQueueCapacity = callQueueCapacity
+            self.handlerTimeout = handlerTimeout
+        }
+    }
+
+    let handler: OCPP16Handler
+    let configuration: Configuration
+
+    public init(handler: OCPP16Handler, configuration: Configuration) {
+        self.handler = handler
+        self.configuration = configuration
+    }
+
+    public func makeSession(chargePointID: ChargePointIdentity, version: OCPPVersion, writer: WebSocketOutboundWriter, logger: Logger) -> any ChargerSession {
+        OCPP16Session(
+            chargePointID: chargePointID.id, writer: writer, handler: handler,
+            configuration: .init(
+                callTimeout: configuration.callTimeout, callQueueCapacity: configuration.callQueueCapacity,
+                handlerTimeout: configuration.handlerTimeout
+            ),
+            logger: logger
+        )
+    }
+}
+
+/// Sends calls to chargers connected to this node.
+public struct LocalCallSender: Sendable {
+    let registry: ConnectionRegistry
+
+    public init(registry: ConnectionRegistry) {
+        self.registry = registry
+    }
+
+    public func call(chargePointID: String, action: String, payload: JSONValue) async throws -> JSONValue {
+        guard let entry = registry.entry(for: ChargePointIdentity(unchecked: chargePointID)) else {
+            throw ChargerCallFailure(.notConnected)
+        }
+        return try await entry.session.call(action: action, payload: payload)
+    }
+}

@@ -1,0 +1,249 @@
+import ChargepathApp
+import ChargepathPostgres
+import ChargepathServer
+import Foundation
+import OCPPCore
+import PostgresNIO
+import Testing
+
+/// Issue 3: every charger-initiated action answered as the specification says and persisted first,
+/// through a real socket and a real PostgreSQL.
+@Suite struct OCPP16HandlerTests {
+    static func scalar<T: PostgresDecodable & Sendable>(_ server: TestServer, _ type: T.Type, _ query: PostgresQuery) async throws -> T? {
+        try await TestDatabase.withClient(server.database) { client in
+            for try await value in try await client.query(query, logger: TestDatabase.logger).decode(T.self) { return value }
+            return nil
+        }
+    }
+
+    static func execute(_ server: TestServer, _ query: PostgresQuery) async throws {
+        try await TestDatabase.withClient(server.database) { client in
+            _ = try await client.query(query, logger: TestDatabase.logger)
+        }
+    }
+
+    @Test func bootIsAcceptedAndTheChargePointRecorded() async throws {
+        try await TestServer.with { server in
+            try await TestCharger.with(url: server.ocppURL + "/ocpp/CP-BOOT") { charger in
+                let answer = try await charger.boot(vendor: "Acme", model: "Fast-1")
+                #expect(answer["status"] == "Accepted")
+                #expect(answer["interval"] == 300)
+                #expect(answer["currentTime"]?.stringValue != nil)
+                #expect(try await Self.scalar(server, String.self, "SELECT vendor || '/' || model || '/' || firmware_version FROM charge_points WHERE charge_point_id = 'CP-BOOT'") == "Acme/Fast-1/1.2.3")
+                let heartbeat = try await charger.expectResult("Heartbeat", "{}")
+                #expect(heartbeat["currentTime"]?.stringValue != nil)
+            }
+        }
+    }
+
+    @Test func beforeBootOtherCallsGetSecurityErrorButAKnownChargerReconnectsWithoutBooting() async throws {
+        try await TestServer.with { server in
+            try await TestCharger.with(url: server.ocppURL + "/CP-GATE") { charger in
+                #expect(try await charger.expectError("Heartbeat", "{}") == "SecurityError")
+                _ = try await charger.boot()
+                _ = try await charger.expectResult("Heartbeat", "{}")
+            }
+            try await TestCharger.with(url: server.ocppURL + "/CP-GATE") { charger in
+                _ = try await charger.expectResult("Heartbeat", "{}")
+            }
+        }
+    }
+
+    @Test func anOperatorsPendingOrRejectedDecisionIsWhatBootAnswers() async throws {
+        try await TestServer.with { server in
+            try await Self.execute(server, "INSERT INTO charge_points (charge_point_id, registration_status) VALUES ('CP-PEND', 'Pending'), ('CP-REJ', 'Rejected')")
+            try await TestCharger.with(url: server.ocppURL + "/CP-PEND") { charger in
+                let answer = try await charger.boot()
+                #expect(answer["status"] == "Pending")
+                #expect((answer["interval"]?.int64Value ?? 0) > 0)
+                #expect(try await charger.expectError("StatusNotification", #"{"connectorId":0,"errorCode":"NoError","status":"Available"}"#) == "SecurityError")
+            }
+            try await TestCharger.with(url: server.ocppURL + "/CP-REJ") { charger in
+                let answer = try await charger.boot()
+                #expect(answer["status"] == "Rejected")
+            }
+        }
+    }
+
+    @Test func authorizeAnswersFromTheAuthorizationList() async throws {
+        try await TestServer.with { server in
+            try await Self.execute(server, """
+                INSERT INTO id_tags (id_tag, status, expiry_date, parent_id_tag) VALUES
+                ('GOOD', 'Accepted', now() + interval '1 day', 'PARENT'), ('BLOCKED', 'Blocked', NULL, NULL),
+                ('OLD', 'Accepted', now() - interval '1 day', NULL)
+                """)
+            try await TestCharger.with(url: server.ocppURL + "/CP-AUTH") { charger in
+                _ = try await charger.boot()
+                let good = try await charger.expectResult("Authorize", #"{"idTag":"GOOD"}"#)
+                #expect(good["idTagInfo"]?["status"] == "Accepted")
+                #expect(good["idTagInfo"]?["parentIdTag"] == "PARENT")
+                #expect(good["idTagInfo"]?["expiryDate"]?.stringValue != nil)
+                #expect(try await charger.expectResult("Authorize", #"{"idTag":"BLOCKED"}"#)["idTagInfo"]?["status"] == "Blocked")
+                #expect(try await charger.expectResult("Authorize", #"{"idTag":"OLD"}"#)["idTagInfo"]?["status"] == "Expired")
+                #expect(try await charger.expectResult("Authorize", #"{"idTag":"WHO"}"#)["idTagInfo"]?["status"] == "Invalid")
+            }
+        }
+    }
+
+    @Test func aWholeSessionIsPersisted() async throws {
+        try await TestServer.with { server in
+            try await Self.execute(server, "INSERT INTO id_tags (id_tag, status) VALUES ('TAG-1', 'Accepted')")
+            try await TestCharger.with(url: server.ocppURL + "/CP-TX") { charger in
+                _ = try await charger.boot()
+                let start = Date(timeIntervalSince1970: 1_790_000_000)
+                _ = try await charger.expectResult("StatusNotification", #"{"connectorId":1,"errorCode":"NoError","status":"Preparing","timestamp":"\#(OCPPTime.iso(start))"}"#)
+                let startPayload = #"{"connectorId":1,"idTag":"TAG-1","meterStart":1000,"timestamp":"\#(OCPPTime.iso(start))"}"#
+                let started = try await charger.expectResult("StartTransaction", startPayload)
+                let id = try #require(started["transactionId"]?.int64Value)
+                #expect(id > 0)
+                #expect(started["idTagInfo"]?["status"] == "Accepted")
+                // A retried StartTransaction gets the same id, not a second transaction.
+                #expect(try await charger.expectResult("StartTransaction", startPayload)["transactionId"]?.int64Value == id)
+
+                let meter = #"{"connectorId":1,"transactionId":\#(id),"meterValue":[{"timestamp":"\#(OCPPTime.iso(start.addingTimeInterval(60)))","sampledValue":[{"value":"1500","measurand":"Energy.Active.Import.Register","unit":"Wh"},{"value":"7200","measurand":"Power.Active.Import","unit":"W","phase":"L1"}]}]}"#
+                _ = try await charger.expectResult("MeterValues", meter)
+                _ = try await charger.expectResult("MeterValues", meter)  // resent: not doubled
+                // Values for a transaction we do not know are kept, not refused.
+                _ = try await charger.expectResult("MeterValues", #"{"connectorId":2,"transactionId":99999,"meterValue":[{"timestamp":"\#(OCPPTime.iso(start))","sampledValue":[{"value":"5"}]}]}"#)
+
+                let stop = try await charger.expectResult("StopTransaction", #"{"transactionId":\#(id),"idTag":"TAG-1","meterStop":4200,"timestamp":"\#(OCPPTime.iso(start.addingTimeInterval(600)))","reason":"EVDisconnected","transactionData":[{"timestamp":"\#(OCPPTime.iso(start.addingTimeInterval(600)))","sampledValue":[{"value":"4200","measurand":"Energy.Active.Import.Register","unit":"Wh","context":"Transaction.End"}]}]}"#)
+                #expect(stop["idTagInfo"]?["status"] == "Accepted")
+
+                #expect(try await Self.scalar(server, Int.self, "SELECT count(*)::int FROM transactions") == 1)
+                #expect(try await Self.scalar(server, String.self, "SELECT meter_start || '-' || meter_stop || '-' || stop_reason || '-' || connector_id FROM transactions WHERE transaction_id = \(Int(id))") == "1000-4200-EVDisconnected-1")
+                #expect(try await Self.scalar(server, Int.self, "SELECT count(*)::int FROM meter_values WHERE transaction_id = \(Int(id))") == 3)
+                #expect(try await Self.scalar(server, String.self, "SELECT value || unit FROM meter_values WHERE transaction_id = \(Int(id)) AND phase = 'L1'") == "7200W")
+                #expect(try await Self.scalar(server, Int.self, "SELECT count(*)::int FROM meter_values WHERE transaction_id = 99999") == 1)
+                #expect(try await Self.scalar(server, String.self, "SELECT status FROM connector_status WHERE charge_point_id = 'CP-TX' AND connector_id = 1") == "Preparing")
+                #expect(try await Self.scalar(server, Int.self, "SELECT count(*)::int FROM status_history WHERE charge_point_id = 'CP-TX'") == 1)
+            }
+        }
+    }
+
+    @Test func aStopForAnUnknownTransactionIsAnsweredAndRecordedAsAnAnomaly() async throws {
+        try await TestServer.with { server in
+            try await TestCharger.with(url: server.ocppURL + "/CP-ANOM") { charger in
+                _ = try await charger.boot()
+                _ = try await charger.expectResult("StopTransaction", #"{"transactionId":424242,"meterStop":10,"timestamp":"2026-11-25T10:00:00Z"}"#)
+                #expect(try await Self.scalar(server, String.self, "SELECT kind FROM anomalies WHERE charge_point_id = 'CP-ANOM'") == "StopTransactionUnknown")
+            }
+        }
+    }
+
+    @Test func dataTransferAndNotificationsAreStoredAndAnswered() async throws {
+        try await TestServer.with { server in
+            try await TestCharger.with(url: server.ocppURL + "/CP-MSG") { charger in
+                _ = try await charger.boot()
+                #expect(try await charger.expectResult("DataTransfer", #"{"vendorId":"com.acme","messageId":"x","data":"hello"}"#)["status"] == "UnknownVendorId")
+                _ = try await charger.expectResult("FirmwareStatusNotification", #"{"status":"Installed"}"#)
+                _ = try await charger.expectResult("DiagnosticsStatusNotification", #"{"status":"Uploaded"}"#)
+                _ = try await charger.expectResult("SecurityEventNotification", #"{"type":"StartupOfTheDevice","timestamp":"2026-11-25T10:00:00Z"}"#)
+                #expect(try await charger.expectResult("SignCertificate", #"{"csr":"-----BEGIN CERTIFICATE REQUEST-----"}"#)["status"] == "Rejected")
+                #expect(try await Self.scalar(server, Int.self, "SELECT count(*)::int FROM charger_messages WHERE charge_point_id = 'CP-MSG'") == 5)
+                #expect(try await Self.scalar(server, String.self, "SELECT payload->>'vendorId' FROM charger_messages WHERE action = 'DataTransfer'") == "com.acme")
+            }
+        }
+    }
+
+    @Test func badInputGetsTheRightErrorOrIsDropped() async throws {
+        try await TestServer.with { server in
+            try await TestCharger.with(url: server.ocppURL + "/CP-BAD") { charger in
+                _ = try await charger.boot()
+                // Invalid JSON with a readable id.
+                try await charger.send(#"[2,"bad-json","Heartbeat",{"#)
+                guard case .callError("bad-json", "FormationViolation", _, _) = try await charger.nextFrame() else { throw TestFailure("invalid JSON") }
+                // Wrong array length.
+                try await charger.send(#"[2,"short","Heartbeat"]"#)
+                guard case .callError("short", "FormationViolation", _, _) = try await charger.nextFrame() else { throw TestFailure("short array") }
+                // An id over 36 characters.
+                let longID = String(repeating: "i", count: 37)
+                try await charger.send(#"[2,"\#(longID)","Heartbeat",{}]"#)
+                // (Our own frame decoder refuses such an id, so read the answer as text.)
+                #expect(try await charger.next().hasPrefix(#"[4,"\#(longID)","FormationViolation","#))
+                // Dropped without an answer: an object, a non-string id, an unknown message type, a CALLRESULT for no call.
+                for frame in [#"{"not":"an array"}"#, #"[2,17,"Heartbeat",{}]"#, #"[7,"x",{}]"#, #"[3,"nobody-asked",{}]"#, #"[4,"nobody-asked","GenericError","",{}]"#] {
+                    try await charger.send(frame)
+                }
+                // ... so the next frame is the answer to this Heartbeat.
+                guard case .callResult("after-drops", _) = try await charger.call("Heartbeat", "{}", id: "after-drops") else { throw TestFailure("dropped frames were answered") }
+
+                #expect(try await charger.expectError("FlyToTheMoon", "{}") == "NotImplemented")
+                #expect(try await charger.expectError("Reset", #"{"type":"Soft"}"#) == "NotSupported")
+                #expect(try await charger.expectError("Authorize", "{}") == "OccurenceConstraintViolation")
+                #expect(try await charger.expectError("Authorize", #"{"idTag":42}"#) == "TypeConstraintViolation")
+                #expect(try await charger.expectError("Authorize", #"{"idTag":"ABCDEFGHIJKLMNOPQRSTUVWXYZ"}"#) == "PropertyConstraintViolation")
+                #expect(try await charger.expectError("StatusNotification", #"{"connectorId":1,"errorCode":"NoError","status":"Sleeping"}"#) == "PropertyConstraintViolation")
+                #expect(try await charger.expectError("Authorize", #"{"idTag":"A","extra":1}"#) == "FormationViolation")
+                // A null payload is read as {}.
+                guard case .callResult = try await charger.call("Heartbeat", "null") else { throw TestFailure("null payload") }
+            }
+        }
+    }
+
+    @Test func aResentCallIsAnsweredAgainButHandledOnce() async throws {
+        try await TestServer.with { server in
+            try await Self.execute(server, "INSERT INTO id_tags (id_tag, status) VALUES ('DUP', 'Accepted')")
+            try await TestCharger.with(url: server.ocppURL + "/CP-RESEND") { charger in
+                _ = try await charger.boot()
+                let start = #"[2,"same-id","StartTransaction",{"connectorId":1,"idTag":"DUP","meterStart":1,"timestamp":"2026-11-25T10:00:00Z"}]"#
+                try await charger.send(start)
+                try await charger.send(start)  // while the first is being handled
+                let first = try await charger.nextFrame()
+                let second = try await charger.nextFrame()
+                #expect(first.encode() == second.encode())
+                #expect(try await Self.scalar(server, Int.self, "SELECT count(*)::int FROM transactions") == 1)
+            }
+        }
+    }
+
+    @Test func aFloodFromOneChargerIsHandledInOrderAndOthersAreNotHeldUp() async throws {
+        try await TestServer.with { server in
+            try await TestCharger.with(url: server.ocppURL + "/CP-FLOOD") { flooder in
+                _ = try await flooder.boot()
+                try await TestCharger.with(url: server.ocppURL + "/CP-CALM") { calm in
+                    _ = try await calm.boot()
+                    let count = 10_000
+                    try await withThrowingTaskGroup(of: Void.self) { group in
+                        group.addTask {
+                            for index in 0..<count {
+                                try await flooder.send(#"[2,"f\#(index)","Heartbeat",{}]"#)
+                            }
+                        }
+                        group.addTask {
+                            // Another charger keeps getting answers while the flood is on.
+                            for _ in 0..<20 {
+                                _ = try await calm.expectResult("Heartbeat", "{}")
+                            }
+                        }
+                        // Every answer arrives, in order.
+                        for index in 0..<count {
+                            guard case .callResult(let id, _) = try await flooder.nextFrame(timeout: .seconds(60)), id == "f\(index)" else {
+                                throw TestFailure("answer \(index) missing or out of order")
+                            }
+                        }
+                        try await group.waitForAll()
+                    }
+                }
+            }
+        }
+    }
+
+    @Test func anUnavailableDatabaseGetsInternalErrorQuicklyAndTheServerRecovers() async throws {
+        try await TestServer.with(configure: { $0.sessions.handlerTimeout = .seconds(2) }) { server in
+            try await TestCharger.with(url: server.ocppURL + "/CP-DBDOWN") { charger in
+                _ = try await charger.boot()
+                let admin = server.database.with(database: "postgres")
+                try await TestDatabase.execute("ALTER DATABASE \(server.database.database) ALLOW_CONNECTIONS false", on: admin)
+                try await TestDatabase.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '\(server.database.database)'", on: admin)
+                let began = ContinuousClock.now
+                #expect(try await charger.expectError("StatusNotification", #"{"connectorId":0,"errorCode":"NoError","status":"Available"}"#) == "InternalError")
+                #expect(ContinuousClock.now - began < .seconds(8))
+                try await TestDatabase.execute("ALTER DATABASE \(server.database.database) ALLOW_CONNECTIONS true", on: admin)
+                try await eventually(timeout: .seconds(30), "the server recovers when the database is back") {
+                    if case .callResult = try await charger.call("StatusNotification", #"{"connectorId":0,"errorCode":"NoError","status":"Available"}"#) { return true }
+                    return false
+                }
+            }
+        }
+    }
+}
