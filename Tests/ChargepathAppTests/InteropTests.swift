@@ -1,3 +1,5 @@
+import ChargepathApp
+import ChargepathServer
 import Foundation
 import PostgresNIO
 import Synchronization
@@ -418,6 +420,33 @@ import Darwin
             try await eventually("calls to \(id) get 404 once it disconnected") {
                 try await Self.post(server, "/api/v1/charge-points/\(id)/calls/Reset", body: #"{"type":"Soft"}"#).status == 404
             }
+        }
+    }
+
+    @Test func aChargerThatAnswersTooLateGets504AndItsSessionGoesOn() async throws {
+        try await PythonCharger.requireLibrary()
+        try await TestServer.with(configure: { $0.sessions.callTimeout = .seconds(2) }) { server in
+            let id = "PY-SLOW-1"
+            let charger = try PythonCharger.start(server: server, id: id, scenario: "answer-calls", timeout: .seconds(60))
+            defer { charger.kill() }
+            try await eventually(timeout: .seconds(20), "the Python charger \(id) is connected (\(charger.progress))") {
+                try charger.requireRunning()
+                let list = try await server.api.json("GET", "/api/v1/connections?chargePointId=\(id)")
+                return !((list["connections"] as? [Any]) ?? []).isEmpty
+            }
+            let path = "/api/v1/charge-points/\(id)/calls/"
+            // It answers after 3 s; the server waits 2 s.
+            let slow = try await Self.post(server, path + "DataTransfer", body: #"{"vendorId":"com.example.interop","messageId":"Sleep","data":"3"}"#)
+            #expect(slow.status == 504, "a late answer: \(slow.status) \(slow.body)")
+            // Its late answer arrives and is dropped; the next call works.
+            try await Task.sleep(for: .milliseconds(1500))
+            let next = try await Self.post(server, path + "GetLocalListVersion", body: "{}")
+            #expect(next.status == 200 && (try? jsonObject(next.body))?["listVersion"] as? Int == 0, "after a timeout: \(next.status) \(next.body)")
+            let exit = try await Self.post(server, path + "ChangeConfiguration", body: #"{"key":"Chargepath.Exit","value":"true"}"#)
+            #expect(exit.status == 200, "\(exit.status) \(exit.body)")
+            let output = try await charger.finish(timeout: .seconds(30))
+            try output.requireNoErrors()
+            #expect(output.centralSystemCalls.compactMap { $0["action"] as? String } == ["DataTransfer", "GetLocalListVersion", "ChangeConfiguration"])
         }
     }
 

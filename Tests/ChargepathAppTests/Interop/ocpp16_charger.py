@@ -20,7 +20,8 @@ It connects to URL/ID with subprotocol ocpp1.6 and plays one scenario:
   RemoteStartTransaction -> StartTransaction, RemoteStopTransaction -> StopTransaction,
   TriggerMessage -> the requested message, ChangeAvailability -> StatusNotification.
   CancelReservation has deliberately no handler: the library answers it with a CALLERROR
-  (NotImplemented).
+  (NotImplemented). DataTransfer with vendorId com.example.interop and messageId "Sleep" answers
+  after `data` seconds (a slow charger, for timeouts).
 
 In every scenario it answers central-system calls the same way. The library validates every
 response of the central system (and every call it sends) against the official 1.6 schemas.
@@ -363,9 +364,12 @@ class Charger(BaseChargePoint):
         return call_result.GetLocalListVersion(list_version=0)
 
     @on(Action.data_transfer)
-    def on_data_transfer(self, vendor_id, message_id=None, data=None, **kwargs):
+    async def on_data_transfer(self, vendor_id, message_id=None, data=None, **kwargs):
         if vendor_id != VENDOR_ID:
             return call_result.DataTransfer(status="UnknownVendorId")
+        if message_id == "Sleep":
+            # A slow charger: answers after `data` seconds (and reads nothing meanwhile).
+            await asyncio.sleep(float(data or "1"))
         return call_result.DataTransfer(status="Accepted", data=data)
 
     # CancelReservation: no handler on purpose (the library answers CALLERROR NotImplemented).
