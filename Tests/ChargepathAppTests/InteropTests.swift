@@ -495,10 +495,8 @@ enum PythonCharger {
         let child = try ChildProcess.spawn(python, ["-c", "import ocpp, websockets, importlib.metadata as m; print(m.version('ocpp'))"])
         let result = try await child.wait(timeout: .seconds(60))
         guard result.status == 0 else {
-            throw TestFailure("""
-                \(python) cannot import the OCPP library the interop tests use as a charger: \
-                \(result.stderr.trimmingCharacters(in: .whitespacesAndNewlines)). To install it, \(installHint).
-                """)
+            let reason = result.stderr.split(separator: "\n").last(where: { !$0.allSatisfy(\.isWhitespace) }) ?? "exit status \(result.status)"
+            throw TestFailure("\(python) cannot import the OCPP library the interop tests use as a charger (\(reason)). To install it, \(installHint).")
         }
         let version = result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         guard version.hasPrefix("2.") else {
