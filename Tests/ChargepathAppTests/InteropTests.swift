@@ -286,6 +286,38 @@ import Darwin
         }
     }
 
+    // MARK: - The operator's registration decision
+
+    @Test(arguments: ["Pending", "Rejected"])
+    func bootNotificationAnswersTheOperatorsRegistrationDecision(decision: String) async throws {
+        try await PythonCharger.requireLibrary()
+        try await TestServer.with { server in
+            let id = "PY-\(decision.uppercased())-1"
+            try await TestDatabase.withClient(server.database) { client in
+                try await client.query(
+                    "INSERT INTO charge_points (charge_point_id, registration_status) VALUES (\(id), \(decision))", logger: TestDatabase.logger
+                )
+            }
+            let output = try await PythonCharger.run(server: server, id: id, scenario: "boot")
+            try output.requireNoErrors()
+            let boot = try output.response("BootNotification")
+            #expect(boot["status"] as? String == decision, "\(boot)")
+            #expect((boot["interval"] as? Int).map { $0 > 0 } == true, "a retry interval: \(boot)")
+            _ = try parseDate(try #require(boot["currentTime"] as? String, "BootNotification.currentTime"))
+            // The boot is recorded, and does not overturn the operator's decision.
+            let stored = try await TestDatabase.withClient(server.database) { client in
+                var stored: [(String, String?)] = []
+                for try await row in try await client.query(
+                    "SELECT registration_status, vendor FROM charge_points WHERE charge_point_id = \(id)", logger: TestDatabase.logger
+                ).decode((String, String?).self) {
+                    stored.append(row)
+                }
+                return stored
+            }
+            #expect(stored.count == 1 && stored.first?.0 == decision && stored.first?.1 == "PyInterop", "\(stored)")
+        }
+    }
+
     // MARK: - Calls from the central system, answered by the Python charger
 
     @Test func operatorCallsReachThePythonChargerAndItsAnswersComeBack() async throws {

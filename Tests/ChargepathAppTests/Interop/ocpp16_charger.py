@@ -14,6 +14,7 @@ It connects to URL/ID with subprotocol ocpp1.6 and plays one scenario:
   DataTransfer.
 - tags: BootNotification, then for every --authorize tag: Authorize, StartTransaction and
   StopTransaction (with that idTag) on connector 1.
+- boot: BootNotification only.
 - answer-calls: BootNotification and StatusNotification, then stays connected answering the
   central system's calls until it gets ChangeConfiguration with key "Chargepath.Exit" (or
   --timeout passes). Some answers trigger follow-up messages, as a charger would send them:
@@ -404,7 +405,9 @@ async def full_session(charger, options):
     await charger.stop_transaction("StopTransaction", 1, transaction_id, 2500, "Local", id_tag=start_tag, with_data=True)
     await charger.status("StatusNotification:1:Finishing", 1, "Finishing")
     await charger.status("StatusNotification:1:Available:again", 1, "Available")
-    await charger.step("DataTransfer", call.DataTransfer(vendor_id=VENDOR_ID, message_id="Ping", data='{"hello":"world"}'))
+    # Quotes, non-ASCII and a character outside the BMP (json.dumps sends \u escapes and a surrogate pair).
+    await charger.step("DataTransfer", call.DataTransfer(vendor_id=VENDOR_ID, message_id="Ping",
+                                                         data='{"hello":"world","text":"Grüße \U0001F50C"}'))
     return "completed"
 
 
@@ -418,6 +421,11 @@ async def tags(charger, options):
     return "completed"
 
 
+async def boot(charger, options):
+    await charger.boot()
+    return "completed"
+
+
 async def answer_calls(charger, options):
     await charger.boot()
     await charger.status("StatusNotification:1:Available", 1, "Available")
@@ -426,7 +434,7 @@ async def answer_calls(charger, options):
     return "exit-key"
 
 
-SCENARIOS = {"full-session": full_session, "tags": tags, "answer-calls": answer_calls}
+SCENARIOS = {"full-session": full_session, "tags": tags, "boot": boot, "answer-calls": answer_calls}
 
 
 # -- main --------------------------------------------------------------------------------------
