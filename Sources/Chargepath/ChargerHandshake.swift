@@ -31,6 +31,14 @@ public struct ChargerHandshake: Sendable {
     public struct Refusal: Error, Sendable, Equatable {
         public var status: Int
         public var message: String
+        /// Extra response headers (e.g. `WWW-Authenticate` on a 401).
+        public var headers: [String: String]
+
+        public init(status: Int, message: String, headers: [String: String] = [:]) {
+            self.status = status
+            self.message = message
+            self.headers = headers
+        }
     }
 
     public let configuration: Configuration

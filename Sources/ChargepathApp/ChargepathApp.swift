@@ -100,9 +100,12 @@ public enum ChargepathApp {
                 configuration: configuration.sessions
             )
         )
+        let management = PostgresManagementStore(client: client, logger: logger)
+        let admission = ChargerAdmission(store: management, unknownChargers: configuration.unknownChargers, logger: logger)
+        let commands = CommandService(store: management, registry: registry, logger: logger)
         var chargerApp = Application(
             router: ChargerGateway.plainHTTPRouter(),
-            server: ChargerGateway.server(configuration: configuration.gateway, sessions: sessions),
+            server: ChargerGateway.server(configuration: configuration.gateway, admission: admission, sessions: sessions),
             configuration: .init(address: .hostname(configuration.ocppHost, port: configuration.ocppPort), serverName: nil),
             onServerRunning: { channel in await ports.set(ocpp: channel.localAddress?.port ?? configuration.ocppPort) },
             logger: logger
@@ -122,6 +125,10 @@ public enum ChargepathApp {
         let api = OperatorAPI(
             configuration: .init(token: apiToken, maxMessageSize: configuration.gateway.maxMessageSize),
             connections: repository, registry: registry, nodeID: nodeID,
+            management: ManagementAPI(
+                store: management, commands: commands, registry: registry, nodeID: nodeID,
+                maxBodySize: configuration.gateway.maxMessageSize
+            ),
             readiness: {
                 do {
                     return try await migrations.isUpToDate(on: client, logger: logger)
@@ -138,11 +145,11 @@ public enum ChargepathApp {
             logger: logger
         )
         let nodeService = NodeService(
-            nodeID: nodeID, nodes: repository, connections: repository, registry: registry,
+            nodeID: nodeID, nodes: repository, connections: repository, registry: registry, commands: management,
             configuration: configuration.node, maximumConnectionDuration: configuration.gateway.maximumConnectionDuration,
             logger: logger
         )
-        return [client, nodeService, chargerApp, apiApp]
+        return [client, nodeService, commands, chargerApp, apiApp]
     }
 
     static func printBanner(configuration: ChargepathConfiguration, running: Running, database: DatabaseEndpoint, embedded: Bool, token: APIToken) {

@@ -17,6 +17,8 @@ public struct ChargepathConfiguration: Sendable {
     /// This process's name among the nodes sharing the database; nil makes `<hostname>-<random>`.
     public var nodeID: NodeID?
     public var gateway: GatewayConfiguration
+    /// Whether identities no operator registered may connect (`--unknown-chargers`).
+    public var unknownChargers: ChargerAdmission.UnknownChargers
     /// Heartbeat interval and the like, as BootNotification hands them out.
     public var ocpp16: OCPP16Handler.Configuration
     /// Timeouts and queue bounds of each charger session.
@@ -39,6 +41,7 @@ public struct ChargepathConfiguration: Sendable {
         apiToken: String? = nil,
         nodeID: NodeID? = nil,
         gateway: GatewayConfiguration = .init(),
+        unknownChargers: ChargerAdmission.UnknownChargers = .accept,
         ocpp16: OCPP16Handler.Configuration = .init(),
         sessions: OCPP16SessionFactory.Configuration = .init(),
         node: NodeService.Configuration = .init(),
@@ -55,6 +58,7 @@ public struct ChargepathConfiguration: Sendable {
         self.apiToken = apiToken
         self.nodeID = nodeID
         self.gateway = gateway
+        self.unknownChargers = unknownChargers
         self.ocpp16 = ocpp16
         self.sessions = sessions
         self.node = node

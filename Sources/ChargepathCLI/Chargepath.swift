@@ -32,6 +32,7 @@ struct DatabaseOptions: ParsableArguments {
 }
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
+extension ChargerAdmission.UnknownChargers: ExpressibleByArgument {}
 
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run the central system (charger endpoint and operator API).")
@@ -56,6 +57,8 @@ struct Serve: AsyncParsableCommand {
     var requireSubprotocol = false
     @Option(help: "This process's node id among nodes sharing the database (default: <hostname>-<random>).")
     var nodeID: String?
+    @Option(help: "Whether charge points no operator registered may connect: accept (the development default) or reject (404 before the upgrade).")
+    var unknownChargers: ChargerAdmission.UnknownChargers = .accept
     @Option(help: "Heartbeat interval, in seconds, that BootNotification gives accepted chargers.")
     var heartbeatInterval: Int = 300
     @Option(help: "Seconds the server waits for a charger to answer one of its calls.")
@@ -84,6 +87,7 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError("--heartbeat-interval and --call-timeout must be positive numbers of seconds.")
         }
         configuration.ocpp16.heartbeatInterval = heartbeatInterval
+        configuration.unknownChargers = unknownChargers
         configuration.sessions.callTimeout = .seconds(callTimeout)
         if requireSubprotocol {
             configuration.gateway.handshake.versionWhenNoneOffered = nil

@@ -7,11 +7,12 @@ import NIOCore
 /// router that answers plain HTTP requests.
 public enum ChargerGateway {
     /// The child channel for the charger listener.
-    public static func server(configuration: GatewayConfiguration, sessions: ChargerSessions) -> HTTPServerBuilder {
+    public static func server(configuration: GatewayConfiguration, admission: ChargerAdmission?, sessions: ChargerSessions) -> HTTPServerBuilder {
         HTTPServerBuilder { responder in
             ChargerGatewayChannel(
                 responder: responder,
                 handshake: ChargerHandshake(configuration: configuration.handshake),
+                admission: admission,
                 configuration: configuration,
                 session: { upgrade, inbound, outbound, logger in
                     try await sessions.run(upgrade: upgrade, inbound: inbound, outbound: outbound, logger: logger)

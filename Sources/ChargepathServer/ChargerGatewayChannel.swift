@@ -46,6 +46,7 @@ struct ChargerGatewayChannel: ServerChildChannel, HTTPChannelHandler {
 
     let responder: HTTPChannelHandler.Responder
     let handshake: ChargerHandshake
+    let admission: ChargerAdmission?
     let configuration: GatewayConfiguration
     let session: SessionHandler
 
@@ -53,6 +54,7 @@ struct ChargerGatewayChannel: ServerChildChannel, HTTPChannelHandler {
         channel.eventLoop.makeCompletedFuture {
             let refusal = NIOLoopBoundBox<ChargerHandshake.Refusal?>(nil, eventLoop: channel.eventLoop)
             let handshake = self.handshake
+            let admission = self.admission
             let upgrader = NIOTypedWebSocketServerUpgrader<UpgradeResult>(
                 maxFrameSize: self.configuration.maxMessageSize,
                 enableAutomaticErrorHandling: true,
@@ -64,7 +66,19 @@ struct ChargerGatewayChannel: ServerChildChannel, HTTPChannelHandler {
                         if let echo = accepted.subprotocolToEcho {
                             headers.add(name: "Sec-WebSocket-Protocol", value: echo)
                         }
-                        return channel.eventLoop.makeSucceededFuture(headers)
+                        guard let admission else { return channel.eventLoop.makeSucceededFuture(headers) }
+                        // Registration and password checks need the database: decided off the event loop.
+                        let authorization = head.headers.first(name: "Authorization")
+                        let eventLoop = channel.eventLoop
+                        return eventLoop.makeFutureWithTask {
+                            await admission.admit(identity: accepted.identity, authorization: authorization)
+                        }.map { (denied: ChargerHandshake.Refusal?) -> HTTPHeaders? in
+                            if let denied {
+                                refusal.value = denied
+                                return nil
+                            }
+                            return headers
+                        }
                     case .failure(let reason):
                         refusal.value = reason
                         return channel.eventLoop.makeSucceededFuture(nil)
@@ -169,14 +183,15 @@ struct ChargerGatewayChannel: ServerChildChannel, HTTPChannelHandler {
         do {
             try await asyncChannel.executeThenClose { _, outbound in
                 let body = ByteBuffer(string: reason.message + "\n")
-                let head = HTTPResponse(
-                    status: .init(code: reason.status),
-                    headerFields: [
-                        .connection: "close",
-                        .contentType: "text/plain; charset=utf-8",
-                        .contentLength: "\(body.readableBytes)",
-                    ]
-                )
+                var fields: HTTPFields = [
+                    .connection: "close",
+                    .contentType: "text/plain; charset=utf-8",
+                    .contentLength: "\(body.readableBytes)",
+                ]
+                for (name, value) in reason.headers {
+                    if let field = HTTPField.Name(name) { fields[field] = value }
+                }
+                let head = HTTPResponse(status: .init(code: reason.status), headerFields: fields)
                 try await outbound.write(contentsOf: [.head(head), .body(body), .end(nil)])
             }
         } catch {

@@ -29,6 +29,7 @@ public struct NodeService: Service {
     let nodes: any NodeRepository
     let connections: any ConnectionRepository
     let registry: ConnectionRegistry
+    let commands: (any ManagementStore)?
     let configuration: Configuration
     let maximumConnectionDuration: Duration
     let logger: Logger
@@ -36,13 +37,14 @@ public struct NodeService: Service {
 
     public init(
         nodeID: NodeID, nodes: any NodeRepository, connections: any ConnectionRepository, registry: ConnectionRegistry,
-        configuration: Configuration, maximumConnectionDuration: Duration, logger: Logger,
+        commands: (any ManagementStore)? = nil, configuration: Configuration, maximumConnectionDuration: Duration, logger: Logger,
         now: @escaping @Sendable () -> Date = { Date() }
     ) {
         self.nodeID = nodeID
         self.nodes = nodes
         self.connections = connections
         self.registry = registry
+        self.commands = commands
         self.configuration = configuration
         self.maximumConnectionDuration = maximumConnectionDuration
         self.logger = logger
@@ -100,6 +102,17 @@ public struct NodeService: Service {
             logger.warning("Sweep failed; retrying on the next sweep", metadata: ["error": "\(error)"])
         }
         await reconcile()
+        do {
+            // A command whose node died never gets its answer: say so instead of RUNNING forever.
+            // (Twice the dead-node time: a live node's command times out well before.)
+            if let abandoned = try await commands?.failAbandonedCalls(
+                startedBefore: date.addingTimeInterval(-2 * max(configuration.deadNodeAfter.timeInterval, 120)), at: date
+            ), abandoned > 0 {
+                logger.info("Marked commands whose node stopped as FAILED", metadata: ["commands.failed": "\(abandoned)"])
+            }
+        } catch {
+            logger.warning("Could not sweep abandoned commands", metadata: ["error": "\(error)"])
+        }
     }
 
     /// Closes local sockets whose row is gone, and sockets past the maximum connection age.

@@ -127,7 +127,9 @@ final class OCPP16Session: ChargerSession {
         case .success(.callResult(let id, let payload)):
             await complete(id: id, with: .success(payload))
         case .success(.callError(let id, let code, let description, let details)):
-            await complete(id: id, with: .failure(ChargerCallFailure(.callError(code: code, description: description, details: details))))
+            // An error code 1.6 does not define counts as GenericError (OCPP-J 1.6 §4.2.3).
+            let known = OCPPErrorCode(wireName: code) != nil ? code : OCPPErrorCode.genericError.wireName(for: .ocpp16)
+            await complete(id: id, with: .failure(ChargerCallFailure(.callError(code: known, description: description, details: details))))
         }
     }
 

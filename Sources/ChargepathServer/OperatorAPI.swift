@@ -26,19 +26,20 @@ public struct OperatorAPI: Sendable {
     let connections: any ConnectionRepository
     let registry: ConnectionRegistry
     let nodeID: NodeID
-    let calls: LocalCallSender
+    let management: ManagementAPI?
     /// Whether the database is reachable and fully migrated.
     let readiness: @Sendable () async -> Result<Void, any Error>
 
     public init(
         configuration: Configuration, connections: any ConnectionRepository, registry: ConnectionRegistry, nodeID: NodeID,
+        management: ManagementAPI? = nil,
         readiness: @escaping @Sendable () async -> Result<Void, any Error>
     ) {
         self.configuration = configuration
         self.connections = connections
         self.registry = registry
         self.nodeID = nodeID
-        self.calls = LocalCallSender(registry: registry)
+        self.management = management
         self.readiness = readiness
     }
 
@@ -85,32 +86,7 @@ public struct OperatorAPI: Sendable {
             try? await entry.writer.close(.normalClosure, reason: "Closed by the operator")
             return HTTPResponse.Status.noContent
         }
-        protected.post("api/v1/charge-points/:chargePointId/calls/:action") { request, context in
-            let chargePointID = try context.parameters.require("chargePointId")
-            let action = try context.parameters.require("action")
-            let body = try await request.body.collect(upTo: configuration.maxMessageSize)
-            let payload: JSONValue
-            do {
-                payload = try JSONValue.parse(Array(body.readableBytesView))
-            } catch {
-                throw HTTPError(.badRequest, message: "The body must be the call's JSON payload: \(error)")
-            }
-            do {
-                let answer = try await calls.call(chargePointID: chargePointID, action: action, payload: payload)
-                return Response.rawJSON(answer.serialized(), status: .ok)
-            } catch let failure as ChargerCallFailure {
-                switch failure.kind {
-                case .callError(let code, let description, let details):
-                    let body: JSONValue = ["errorCode": .string(code), "errorDescription": .string(description), "errorDetails": details]
-                    return Response.rawJSON(body.serialized(), status: .badGateway)
-                case .timeout: throw HTTPError(.gatewayTimeout, message: failure.description)
-                case .notConnected: throw HTTPError(.notFound, message: "\(chargePointID) is not connected to this node.")
-                case .invalidPayload: throw HTTPError(.badRequest, message: failure.description)
-                case .queueFull: throw HTTPError(.tooManyRequests, message: failure.description)
-                case .connectionClosed, .malformedAnswer: throw HTTPError(.badGateway, message: failure.description)
-                }
-            }
-        }
+        management?.addRoutes(to: protected)
         protected.get("api/v1/connections") { request, _ in
             let chargePointID = request.uri.queryParameters["chargePointId"].map(String.init)
             let limit = min(max(request.uri.queryParameters["limit"].flatMap { Int($0) } ?? 1000, 1), 10_000)

@@ -1,0 +1,367 @@
+public import Chargepath
+import Foundation
+import HTTPTypes
+public import Hummingbird
+public import Logging
+import OCPP16
+import OCPPCore
+public import ServiceLifecycle
+
+/// Sends operator commands to chargers and keeps the audit trail; asynchronous commands run in
+/// this service (a child task per command), their state in `charger_calls`.
+public final class CommandService: Service, Sendable {
+    struct Job: Sendable {
+        let record: ChargerCallRecord
+    }
+
+    let store: any ManagementStore
+    let calls: LocalCallSender
+    let logger: Logger
+    private let jobs: AsyncStream<Job>
+    private let jobsContinuation: AsyncStream<Job>.Continuation
+
+    public init(store: any ManagementStore, registry: ConnectionRegistry, logger: Logger) {
+        self.store = store
+        self.calls = LocalCallSender(registry: registry)
+        self.logger = logger
+        (jobs, jobsContinuation) = AsyncStream.makeStream(of: Job.self)
+    }
+
+    public func run() async throws {
+        await withDiscardingTaskGroup { group in
+            await withGracefulShutdownHandler {
+                for await job in jobs {
+                    group.addTask { _ = await self.execute(job.record) }
+                }
+            } onGracefulShutdown: {
+                // Commands already sent finish (or time out); new ones are refused by the API.
+                self.jobsContinuation.finish()
+            }
+        }
+    }
+
+    /// Records the command, sends it, records the outcome.
+    func execute(_ record: ChargerCallRecord) async -> (ChargerCallRecord.State, Result<JSONValue, ChargerCallFailure>) {
+        let outcome: Result<JSONValue, ChargerCallFailure>
+        do {
+            outcome = .success(try await calls.call(chargePointID: record.chargePointID, action: record.action, payload: record.payload))
+        } catch let failure as ChargerCallFailure {
+            outcome = .failure(failure)
+        } catch {
+            outcome = .failure(ChargerCallFailure(.connectionClosed))
+        }
+        let state: ChargerCallRecord.State
+        var response: JSONValue?
+        var errorValue: JSONValue?
+        switch outcome {
+        case .success(let payload):
+            state = .succeeded
+            response = payload
+        case .failure(let failure):
+            state = failure.kind == .timeout ? .timedOut : .failed
+            errorValue = failure.json
+        }
+        do {
+            try await store.finishCall(id: record.id, state: state, response: response, error: errorValue, at: Date())
+        } catch {
+            logger.error("Could not record a command's outcome", metadata: ["command.id": "\(record.id)", "error": "\(error)"])
+        }
+        return (state, outcome)
+    }
+
+    /// Queues an asynchronous command (already recorded as RUNNING).
+    func enqueue(_ record: ChargerCallRecord) -> Bool {
+        if case .enqueued = jobsContinuation.yield(Job(record: record)) { return true }
+        return false
+    }
+}
+
+extension ChargerCallFailure {
+    /// The failure as the API and the audit trail show it.
+    var json: JSONValue {
+        switch kind {
+        case .callError(let code, let description, let details):
+            return ["errorCode": .string(code), "errorDescription": .string(description), "errorDetails": details]
+        default:
+            return ["reason": .string(description)]
+        }
+    }
+}
+
+/// Registration of charge points, the authorization list, and commands to chargers.
+public struct ManagementAPI: Sendable {
+    let store: any ManagementStore
+    let commands: CommandService
+    let registry: ConnectionRegistry
+    let nodeID: NodeID
+    let maxBodySize: Int
+
+    public init(store: any ManagementStore, commands: CommandService, registry: ConnectionRegistry, nodeID: NodeID, maxBodySize: Int) {
+        self.store = store
+        self.commands = commands
+        self.registry = registry
+        self.nodeID = nodeID
+        self.maxBodySize = maxBodySize
+    }
+
+    /// Actions an operator may send to a charger (every central-system-initiated 1.6 action).
+    static let commandActions: [String] = OCPP16Action.allCases
+        .filter { $0.direction != .chargePointToCentralSystem }
+        .map(\.rawValue)
+        .sorted()
+
+    public func addRoutes(to group: RouterGroup<BasicRequestContext>) {
+        group.put("api/v1/charge-points/:chargePointId") { request, context in
+            try await putChargePoint(request, context)
+        }
+        group.put("api/v1/id-tags/:idTag") { request, context in
+            let idTag = try Self.idTag(context)
+            let body = try await Self.jsonObject(request, maxSize: maxBodySize)
+            guard let statusText = body["status"]?.stringValue ?? (body["status"] == nil ? "Accepted" : nil),
+                let status = AuthorizationStatus(rawValue: statusText)
+            else {
+                throw HTTPError(.badRequest, message: "status must be one of \(AuthorizationStatus.allCases.map(\.rawValue).joined(separator: ", ")).")
+            }
+            let expiry = try Self.optionalDate(body["expiryDate"], field: "expiryDate")
+            let parent = try Self.optionalString(body["parentIdTag"], field: "parentIdTag", maxLength: 20)
+            let record = IdTagRecord(idTag: idTag, status: status, expiryDate: expiry, parentIdTag: parent)
+            let created = try await store.putIdTag(record, at: Date())
+            return try Response.json(record, status: created ? .created : .ok)
+        }
+        group.get("api/v1/id-tags/:idTag") { _, context in
+            let idTag = try Self.idTag(context)
+            guard let record = try await store.idTag(idTag) else { throw HTTPError(.notFound, message: "No id tag '\(idTag)'.") }
+            return try Response.json(record)
+        }
+        group.delete("api/v1/id-tags/:idTag") { _, context in
+            let idTag = try Self.idTag(context)
+            guard try await store.deleteIdTag(idTag) else { throw HTTPError(.notFound, message: "No id tag '\(idTag)'.") }
+            return HTTPResponse.Status.noContent
+        }
+        group.get("api/v1/id-tags") { request, _ in
+            let limit = try Self.limit(request)
+            let after = request.uri.queryParameters["cursor"].map(String.init)
+            if let after, after.utf8.count > 20 { throw HTTPError(.badRequest, message: "cursor is not one this API returned.") }
+            let tags = try await store.idTags(after: after, limit: limit)
+            let next = tags.count == limit ? tags.last?.idTag : nil
+            return try Response.json(IdTagPage(idTags: tags, nextCursor: next))
+        }
+        group.post("api/v1/charge-points/:chargePointId/calls/:action") { request, context in
+            try await sendCommand(request, context)
+        }
+        group.get("api/v1/charge-points/:chargePointId/calls") { request, context in
+            let chargePointID = try Self.chargePointID(context)
+            let records = try await store.calls(chargePointID: chargePointID, limit: try Self.limit(request))
+            let list: JSONValue = ["calls": .array(records.map(\.json))]
+            return Response.rawJSON(list.serialized(), status: .ok)
+        }
+        group.get("api/v1/executions/:executionId") { _, context in
+            let id = try context.parameters.require("executionId")
+            guard id.utf8.count <= 64, let record = try await store.call(id: id) else {
+                throw HTTPError(.notFound, message: "No execution '\(id.prefix(64))'.")
+            }
+            return Response.rawJSON(record.json.serialized(), status: .ok)
+        }
+    }
+
+    private func putChargePoint(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let raw = try Self.chargePointID(context)
+        let identity: ChargePointIdentity
+        do {
+            identity = try ChargePointIdentity(validating: raw)
+        } catch {
+            throw HTTPError(.badRequest, message: error.description)
+        }
+        let body = try await Self.jsonObject(request, maxSize: maxBodySize)
+        let statusText = body["registrationStatus"]?.stringValue ?? "Accepted"
+        guard let status = RegistrationStatus(rawValue: statusText) else {
+            throw HTTPError(.badRequest, message: "registrationStatus must be Accepted, Pending or Rejected.")
+        }
+        let description = try Self.optionalString(body["description"], field: "description", maxLength: 500)
+        let password: ChargePointRegistration.PasswordChange
+        switch body["password"] {
+        case nil: password = .keep
+        case .null?: password = .remove
+        case .string(let value)?:
+            guard (ChargerPassword.minimumLength...ChargerPassword.maximumLength).contains(value.count),
+                value.unicodeScalars.allSatisfy({ $0.value >= 0x21 && $0.value <= 0x7E })
+            else {
+                throw HTTPError(.badRequest, message: "password must be \(ChargerPassword.minimumLength) to \(ChargerPassword.maximumLength) printable ASCII characters (OCPP security profile 1).")
+            }
+            password = .set(hash: ChargerPassword.hash(value))
+        default:
+            throw HTTPError(.badRequest, message: "password must be a string, or null to remove it.")
+        }
+        let created = try await store.putChargePoint(
+            identity.id, ChargePointRegistration(description: description, registrationStatus: status, password: password), at: Date()
+        )
+        let credentials = try await store.credentials(of: identity.id)
+        let view: JSONValue = [
+            "chargePointId": .string(identity.id),
+            "description": description.map(JSONValue.string) ?? .null,
+            "registrationStatus": .string(status.rawValue),
+            "hasPassword": .bool(credentials?.passwordHash != nil),
+        ]
+        return Response.rawJSON(view.serialized(), status: created ? .created : .ok)
+    }
+
+    private func sendCommand(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let chargePointID = try Self.chargePointID(context)
+        let action = try context.parameters.require("action")
+        guard Self.commandActions.contains(action) else {
+            throw HTTPError(.badRequest, message: "Unknown command '\(action.prefix(60))'. Valid actions: \(Self.commandActions.joined(separator: ", ")).")
+        }
+        let body = try await request.body.collect(upTo: maxBodySize)
+        let payload: JSONValue
+        do {
+            payload = try JSONValue.parse(Array(body.readableBytesView))
+        } catch {
+            throw HTTPError(.badRequest, message: "The body must be the \(action) payload as JSON: \(error)")
+        }
+        if let schema = OCPP16RequestSchemas.byAction[action] {
+            let violations = schema.validate(payload)
+            if !violations.isEmpty {
+                throw HTTPError(.badRequest, message: "The payload does not fit \(action): \(violations.summary())")
+            }
+        }
+        let credentials = try await store.credentials(of: chargePointID)
+        guard registry.entry(for: ChargePointIdentity(unchecked: chargePointID)) != nil else {
+            if credentials != nil {
+                throw HTTPError(.conflict, message: "\(chargePointID) is not connected to this node right now.")
+            }
+            throw HTTPError(.notFound, message: "Unknown charge point '\(chargePointID.prefix(60))'.")
+        }
+        // OCPP 1.6 §4.2.1: a Rejected charger gets nothing from the central system; a Pending one
+        // may be configured but not started or stopped remotely.
+        switch credentials?.registrationStatus {
+        case .rejected?:
+            throw HTTPError(.conflict, message: "\(chargePointID) is Rejected: the central system initiates nothing with it. Accept it first (PUT /api/v1/charge-points/{id}).")
+        case .pending? where action == "RemoteStartTransaction" || action == "RemoteStopTransaction":
+            throw HTTPError(.conflict, message: "\(chargePointID) is Pending: it may be configured, but not started or stopped remotely.")
+        default:
+            break
+        }
+        let isAsync = request.uri.queryParameters["mode"] == "async"
+            || (request.headers[Self.prefer]?.lowercased().contains("respond-async") ?? false)
+        let record = ChargerCallRecord(
+            id: ConnectionID.random().rawValue, chargePointID: chargePointID, action: action, payload: payload,
+            mode: isAsync ? "async" : "sync", requestedBy: request.headers[Self.actor].map { String($0.prefix(100)) } ?? "api-token",
+            state: .running, nodeID: nodeID.rawValue, createdAt: Date()
+        )
+        try await store.recordCall(record)
+        if isAsync {
+            guard commands.enqueue(record) else {
+                try? await store.finishCall(id: record.id, state: .failed, response: nil, error: ["reason": "the server is shutting down"], at: Date())
+                throw HTTPError(.serviceUnavailable, message: "The server is shutting down; send the command again.")
+            }
+            let accepted: JSONValue = ["executionId": .string(record.id), "state": "RUNNING"]
+            var response = Response.rawJSON(accepted.serialized(), status: .accepted)
+            response.headers[.location] = "/api/v1/executions/\(record.id)"
+            return response
+        }
+        let (_, outcome) = await commands.execute(record)
+        switch outcome {
+        case .success(let answer):
+            return Response.rawJSON(answer.serialized(), status: .ok)
+        case .failure(let failure):
+            switch failure.kind {
+            case .callError: return Response.rawJSON(failure.json.serialized(), status: .badGateway)
+            case .timeout: throw HTTPError(.gatewayTimeout, message: failure.description)
+            case .notConnected: throw HTTPError(.conflict, message: "\(chargePointID) is not connected to this node right now.")
+            case .invalidPayload: throw HTTPError(.badRequest, message: failure.description)
+            case .queueFull: throw HTTPError(.tooManyRequests, message: failure.description)
+            case .connectionClosed, .malformedAnswer: throw HTTPError(.badGateway, message: failure.description)
+            }
+        }
+    }
+
+    static let prefer = HTTPField.Name("Prefer")!
+    /// Who sent a command, for the audit trail (free text, e.g. the operator's user name).
+    static let actor = HTTPField.Name("X-Chargepath-Actor")!
+
+    // MARK: Input helpers
+
+    /// The charge point id from the path, percent-decoded once (as the charger gateway decodes it).
+    static func chargePointID(_ context: BasicRequestContext) throws -> String {
+        let raw = try context.parameters.require("chargePointId")
+        guard let decoded = raw.removingPercentEncoding else {
+            throw HTTPError(.badRequest, message: "The charge point id in the path is not valid percent-encoding.")
+        }
+        return decoded
+    }
+
+    static func idTag(_ context: BasicRequestContext) throws -> String {
+        let raw = try context.parameters.require("idTag")
+        guard let idTag = raw.removingPercentEncoding else {
+            throw HTTPError(.badRequest, message: "The idTag in the path is not valid percent-encoding.")
+        }
+        guard (1...20).contains(idTag.count), idTag.unicodeScalars.allSatisfy({ $0.value >= 0x20 && $0.value < 0x7F }) else {
+            throw HTTPError(.badRequest, message: "An idTag is 1 to 20 printable ASCII characters (OCPP 1.6 IdToken).")
+        }
+        return idTag
+    }
+
+    static func limit(_ request: Request) throws -> Int {
+        guard let text = request.uri.queryParameters["limit"] else { return 100 }
+        guard let limit = Int(text), (1...500).contains(limit) else {
+            throw HTTPError(.badRequest, message: "limit must be a whole number from 1 to 500.")
+        }
+        return limit
+    }
+
+    static func jsonObject(_ request: Request, maxSize: Int) async throws -> JSONObject {
+        let body = try await request.body.collect(upTo: maxSize)
+        guard body.readableBytes > 0 else { return JSONObject() }
+        do {
+            guard case .object(let object) = try JSONValue.parse(Array(body.readableBytesView)) else {
+                throw HTTPError(.badRequest, message: "The body must be a JSON object.")
+            }
+            return object
+        } catch let error as HTTPError {
+            throw error
+        } catch {
+            throw HTTPError(.badRequest, message: "The body is not valid JSON: \(error)")
+        }
+    }
+
+    static func optionalString(_ value: JSONValue?, field: String, maxLength: Int) throws -> String? {
+        switch value {
+        case nil, .null?: return nil
+        case .string(let text)? where text.count <= maxLength: return text
+        default: throw HTTPError(.badRequest, message: "\(field) must be a string of at most \(maxLength) characters.")
+        }
+    }
+
+    static func optionalDate(_ value: JSONValue?, field: String) throws -> Date? {
+        switch value {
+        case nil, .null?: return nil
+        case .string(let text)?:
+            if let date = OCPP16DateTime.parse(text) { return date }
+            fallthrough
+        default: throw HTTPError(.badRequest, message: "\(field) must be an ISO 8601 date-time, like 2026-12-31T23:59:59Z.")
+        }
+    }
+}
+
+struct IdTagPage: Codable, Sendable {
+    var idTags: [IdTagRecord]
+    var nextCursor: String?
+}
+
+
+extension ChargerCallRecord {
+    var json: JSONValue {
+        var object = JSONObject()
+        for (key, value): (String, JSONValue) in [
+            ("id", .string(id)), ("chargePointId", .string(chargePointID)), ("action", .string(action)), ("payload", payload),
+            ("mode", .string(mode)), ("requestedBy", .string(requestedBy)), ("state", .string(state.rawValue)),
+            ("createdAt", .string(OCPP16DateTime.format(createdAt))),
+        ] {
+            object[key] = value
+        }
+        object["response"] = response
+        object["error"] = error
+        object["finishedAt"] = finishedAt.map { .string(OCPP16DateTime.format($0)) }
+        return .object(object)
+    }
+}
