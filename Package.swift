@@ -61,10 +61,12 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Durable workflows: pure step functions (the runner comes with the Postgres adapter).
+        .target(name: "ChargepathWorkflows", dependencies: ["Chargepath", "OCPPCore"], swiftSettings: swiftSettings),
         .target(
             name: "ChargepathPostgres",
             dependencies: [
-                "Chargepath", "OCPP16",
+                "Chargepath", "OCPP16", "ChargepathWorkflows",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
@@ -75,7 +77,7 @@ let package = Package(
         .target(
             name: "ChargepathServer",
             dependencies: [
-                "Chargepath", "OCPPCore", "OCPP16",
+                "Chargepath", "OCPPCore", "OCPP16", "ChargepathWorkflows",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "WSCore", package: "swift-websocket"),
@@ -95,7 +97,7 @@ let package = Package(
         .target(
             name: "ChargepathApp",
             dependencies: [
-                "Chargepath", "ChargepathPostgres", "ChargepathServer",
+                "Chargepath", "ChargepathPostgres", "ChargepathServer", "ChargepathWorkflows",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -109,13 +111,14 @@ let package = Package(
         .executableTarget(
             name: "ChargepathCLI",
             dependencies: [
-                "ChargepathApp", "Chargepath", "ChargepathServer", "ChargePointSimulator",
+                "ChargepathApp", "Chargepath", "ChargepathServer", "ChargepathPostgres", "ChargePointSimulator",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "OCPPCoreTests", dependencies: ["OCPPCore"], swiftSettings: swiftSettings),
+        .testTarget(name: "ChargepathWorkflowsTests", dependencies: ["ChargepathWorkflows", "OCPPCore"], swiftSettings: swiftSettings),
         .testTarget(name: "OCPP16Tests", dependencies: ["OCPP16", "OCPPCore"], swiftSettings: swiftSettings),
         .testTarget(
             name: "ChargePointSimulatorTests",

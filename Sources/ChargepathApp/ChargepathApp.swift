@@ -1,6 +1,7 @@
 public import Chargepath
 public import ChargepathPostgres
 import ChargepathServer
+import ChargepathWorkflows
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -93,12 +94,15 @@ public enum ChargepathApp {
         let ports = PortCollector(nodeID: nodeID, onRunning: onRunning)
 
         let store = PostgresCentralSystemStore(client: client, logger: logger)
+        let workflows = makeWorkflowEngine(client: client, registry: registry, configuration: configuration, logger: logger)
         let sessions = ChargerSessions(
             repository: repository, registry: registry, nodeID: nodeID, configuration: configuration.gateway,
             sessions: OCPP16SessionFactory(
                 handler: OCPP16Handler(store: store, configuration: configuration.ocpp16),
+                workflows: workflows,
                 configuration: configuration.sessions
-            )
+            ),
+            workflows: workflows
         )
         let management = PostgresManagementStore(client: client, logger: logger)
         let admission = ChargerAdmission(store: management, unknownChargers: configuration.unknownChargers, logger: logger)
@@ -122,13 +126,14 @@ public enum ChargepathApp {
             }
         }
 
-        let api = OperatorAPI(
+        var api = OperatorAPI(
             configuration: .init(token: apiToken, maxMessageSize: configuration.gateway.maxMessageSize),
             connections: repository, registry: registry, nodeID: nodeID,
             management: ManagementAPI(
                 store: management, commands: commands, registry: registry, nodeID: nodeID,
-                maxBodySize: configuration.gateway.maxMessageSize
+                maxBodySize: configuration.gateway.maxMessageSize, workflows: workflows
             ),
+            workflows: WorkflowAPI(engine: workflows, maxBodySize: configuration.gateway.maxMessageSize),
             readiness: {
                 do {
                     return try await migrations.isUpToDate(on: client, logger: logger)
@@ -138,6 +143,7 @@ public enum ChargepathApp {
                 }
             }
         )
+        api.history = HistoryAPI(store: PostgresHistoryStore(client: client, logger: logger), connections: repository)
         let apiApp = Application(
             router: api.buildRouter(),
             configuration: .init(address: .hostname(configuration.apiHost, port: configuration.apiPort), serverName: nil),
@@ -149,7 +155,62 @@ public enum ChargepathApp {
             configuration: configuration.node, maximumConnectionDuration: configuration.gateway.maximumConnectionDuration,
             logger: logger
         )
-        return [client, nodeService, commands, chargerApp, apiApp]
+        return [client, nodeService, commands, workflows, chargerApp, apiApp]
+    }
+
+    /// The workflow engine with the workflows that ship, calling chargers held by this node.
+    static func makeWorkflowEngine(
+        client: PostgresClient, registry: ConnectionRegistry, configuration: ChargepathConfiguration, logger: Logger
+    ) -> PostgresWorkflowEngine {
+        let calls = LocalCallSender(registry: registry)
+        return PostgresWorkflowEngine(
+            client: client, workflows: [AnyWorkflow(RemoteStartWorkflow())], configuration: configuration.workflows, logger: logger
+        ) { chargePointID, action, payload in
+            do {
+                return .answered(try await calls.call(chargePointID: chargePointID, action: action, payload: payload))
+            } catch let failure as ChargerCallFailure {
+                switch failure.kind {
+                case .notConnected, .connectionClosed: return .notConnected
+                case .timeout: return .failed(code: "Timeout", description: failure.description)
+                case .callError(let code, let description, _): return .failed(code: code, description: description)
+                case .queueFull, .malformedAnswer, .invalidPayload: return .failed(code: "CallFailed", description: failure.description)
+                }
+            } catch {
+                return .failed(code: "CallFailed", description: "\(error)")
+            }
+        }
+    }
+
+    /// Every route the operator listener serves, as "METHOD /path/{param}" (for checking the OpenAPI document).
+    public static func operatorRoutes() -> [String] {
+        // A client that is never run: building the router touches no database.
+        let client = PostgresClient(
+            configuration: .init(host: "127.0.0.1", port: 1, username: "none", password: nil, database: nil, tls: .disable),
+            backgroundLogger: Logger(label: "routes")
+        )
+        let logger = Logger(label: "routes")
+        let repository = PostgresConnectionRepository(client: client, logger: logger)
+        let management = PostgresManagementStore(client: client, logger: logger)
+        let registry = ConnectionRegistry()
+        let nodeID = NodeID(rawValue: "routes")
+        var api = OperatorAPI(
+            configuration: .init(token: "x"), connections: repository, registry: registry, nodeID: nodeID,
+            management: ManagementAPI(
+                store: management, commands: CommandService(store: management, registry: registry, logger: logger),
+                registry: registry, nodeID: nodeID, maxBodySize: 1
+            ),
+            workflows: WorkflowAPI(
+                engine: makeWorkflowEngine(client: client, registry: registry, configuration: .init(), logger: logger), maxBodySize: 1
+            ),
+            readiness: { .success(()) }
+        )
+        api.history = HistoryAPI(store: PostgresHistoryStore(client: client, logger: logger), connections: repository)
+        return api.buildRouter().routes.map { route in
+            let path = route.path.description.split(separator: "/").map { segment in
+                segment.hasPrefix(":") ? "{\(segment.dropFirst())}" : String(segment)
+            }
+            return "\(route.method) /" + path.joined(separator: "/")
+        }
     }
 
     static func printBanner(configuration: ChargepathConfiguration, running: Running, database: DatabaseEndpoint, embedded: Bool, token: APIToken) {

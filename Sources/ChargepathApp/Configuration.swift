@@ -1,5 +1,6 @@
 public import Chargepath
 public import ChargepathServer
+public import ChargepathPostgres
 public import Foundation
 
 /// Everything `chargepath serve` can be told, as data. Only the CLI reads flags and environment.
@@ -24,6 +25,8 @@ public struct ChargepathConfiguration: Sendable {
     /// Timeouts and queue bounds of each charger session.
     public var sessions: OCPP16SessionFactory.Configuration
     public var node: NodeService.Configuration
+    /// The workflow worker: poll interval, call lease, how long a call waits for a charger.
+    public var workflows: PostgresWorkflowEngine.Configuration
     /// Connections in this process's PostgreSQL pool.
     public var databasePoolSize: Int
     /// How long to wait between attempts to reach the database at start, at most.
@@ -45,6 +48,7 @@ public struct ChargepathConfiguration: Sendable {
         ocpp16: OCPP16Handler.Configuration = .init(),
         sessions: OCPP16SessionFactory.Configuration = .init(),
         node: NodeService.Configuration = .init(),
+        workflows: PostgresWorkflowEngine.Configuration = .init(),
         databasePoolSize: Int = 20,
         maximumStartupBackoff: Duration = .seconds(10),
         startupAttemptTimeout: Duration = .seconds(15)
@@ -62,6 +66,7 @@ public struct ChargepathConfiguration: Sendable {
         self.ocpp16 = ocpp16
         self.sessions = sessions
         self.node = node
+        self.workflows = workflows
         self.databasePoolSize = databasePoolSize
         self.maximumStartupBackoff = maximumStartupBackoff
         self.startupAttemptTimeout = startupAttemptTimeout

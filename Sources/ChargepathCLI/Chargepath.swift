@@ -1,6 +1,7 @@
 public import ArgumentParser
 import Chargepath
 import ChargepathApp
+import ChargepathPostgres
 import ChargepathServer
 import Foundation
 public import Logging
@@ -63,6 +64,8 @@ struct Serve: AsyncParsableCommand {
     var heartbeatInterval: Int = 300
     @Option(help: "Seconds the server waits for a charger to answer one of its calls.")
     var callTimeout: Int = 30
+    @Option(help: "Seconds a workflow's call to a charger is leased to one worker; after a crash it is sent again once the lease runs out.")
+    var workflowCallLease: Int = 60
 
     func run() async throws {
         LoggingSystem.bootstrap { label in
@@ -89,6 +92,10 @@ struct Serve: AsyncParsableCommand {
         configuration.ocpp16.heartbeatInterval = heartbeatInterval
         configuration.unknownChargers = unknownChargers
         configuration.sessions.callTimeout = .seconds(callTimeout)
+        guard workflowCallLease > callTimeout else {
+            throw ValidationError("--workflow-call-lease must be longer than --call-timeout, or a slow answer would be sent twice.")
+        }
+        configuration.workflows.callLease = .seconds(workflowCallLease)
         if requireSubprotocol {
             configuration.gateway.handshake.versionWhenNoneOffered = nil
         }

@@ -165,6 +165,34 @@ CREATE TABLE anomalies (
 );
 CREATE INDEX anomalies_charge_point_idx ON anomalies (charge_point_id, id);
 """#),
+        Migration(version: 3, name: "0003_history_indexes.sql", sql: #"""
+-- Indexes for the history read API (GET /api/v1/transactions, /charge-points/{id}/status-history).
+-- Listings are keyset-paged newest first by (started_at, transaction_id): each filter walks one
+-- index in exactly that order from the cursor and stops after one page, so a page costs the same
+-- on 100 rows or 100,000, on the first page or the last.
+
+-- No filter, or only from/to / status=completed.
+CREATE INDEX transactions_history_idx ON transactions (started_at DESC, transaction_id DESC);
+-- status=active: the few open transactions, without walking every completed one.
+CREATE INDEX transactions_active_history_idx ON transactions (started_at DESC, transaction_id DESC)
+    WHERE meter_stop IS NULL;
+CREATE INDEX transactions_charge_point_history_idx ON transactions (charge_point_id, started_at DESC, transaction_id DESC);
+CREATE INDEX transactions_connector_history_idx ON transactions (charge_point_id, connector_id, started_at DESC, transaction_id DESC);
+-- connectorId without chargePointId.
+CREATE INDEX transactions_connector_only_history_idx ON transactions (connector_id, started_at DESC, transaction_id DESC);
+CREATE INDEX transactions_id_tag_history_idx ON transactions (id_tag, started_at DESC, transaction_id DESC);
+
+-- Each of these is a prefix of one above.
+DROP INDEX transactions_charge_point_idx;
+DROP INDEX transactions_started_at_idx;
+DROP INDEX transactions_id_tag_idx;
+
+-- A transaction's anomalies (StopTransaction for it from the wrong charger, a second different stop, ...).
+CREATE INDEX anomalies_transaction_idx ON anomalies ((detail ->> 'transactionId'));
+
+-- A charge point's status history newest first by the charger's timestamp (arrival time when it sent none).
+CREATE INDEX status_history_at_idx ON status_history (charge_point_id, (coalesce(status_at, received_at)) DESC, id DESC);
+"""#),
         Migration(version: 4, name: "0004_operator_management.sql", sql: #"""
 -- Operator management: registering charge points (description, Basic-auth password for OCPP
 -- security profile 1), and the audit trail of every command sent to a charger, which is also
@@ -194,6 +222,68 @@ CREATE TABLE charger_calls (
 );
 CREATE INDEX charger_calls_charge_point_idx ON charger_calls (charge_point_id, created_at DESC);
 CREATE INDEX charger_calls_running_idx ON charger_calls (created_at) WHERE state = 'RUNNING';
+"""#),
+        Migration(version: 5, name: "0005_workflows.sql", sql: #"""
+-- Durable workflows: executions, their append-only history, the events waiting to be applied
+-- (timers are events with a due time), and the calls to chargers they asked for.
+
+CREATE TABLE workflow_executions (
+    id              text PRIMARY KEY,
+    workflow        text NOT NULL,
+    version         integer NOT NULL,
+    charge_point_id text,
+    input           jsonb NOT NULL,
+    state           jsonb NOT NULL,
+    status          text NOT NULL CHECK (status IN ('RUNNING', 'SUCCEEDED', 'FAILED', 'CANCELLED')),
+    waiting_for     jsonb NOT NULL DEFAULT '[]'::jsonb,
+    output          jsonb,
+    error           jsonb,
+    created_at      timestamptz NOT NULL,
+    updated_at      timestamptz NOT NULL,
+    finished_at     timestamptz
+);
+CREATE INDEX workflow_executions_list_idx ON workflow_executions (workflow, status, created_at DESC);
+CREATE INDEX workflow_executions_charge_point_idx ON workflow_executions (charge_point_id, created_at DESC);
+CREATE INDEX workflow_executions_waiting_idx ON workflow_executions USING gin (waiting_for jsonb_path_ops) WHERE status = 'RUNNING';
+
+CREATE TABLE workflow_history (
+    id           bigserial PRIMARY KEY,
+    execution_id text NOT NULL REFERENCES workflow_executions (id) ON DELETE CASCADE,
+    kind         text NOT NULL,
+    detail       jsonb NOT NULL,
+    at           timestamptz NOT NULL
+);
+CREATE INDEX workflow_history_execution_idx ON workflow_history (execution_id, id);
+
+-- Events to apply, in id order per execution; a timer is an event due at available_at.
+CREATE TABLE workflow_inbox (
+    id           bigserial PRIMARY KEY,
+    execution_id text NOT NULL REFERENCES workflow_executions (id) ON DELETE CASCADE,
+    event        jsonb NOT NULL,
+    timer_name   text,
+    available_at timestamptz NOT NULL,
+    created_at   timestamptz NOT NULL
+);
+CREATE INDEX workflow_inbox_due_idx ON workflow_inbox (available_at, id);
+CREATE INDEX workflow_inbox_execution_idx ON workflow_inbox (execution_id, id);
+
+-- Calls to chargers, sent at least once under a stable key; a claimed call is leased until
+-- next_attempt_at, so a worker that dies mid-call hands it to the next one.
+CREATE TABLE workflow_outbox (
+    id              bigserial PRIMARY KEY,
+    execution_id    text NOT NULL REFERENCES workflow_executions (id) ON DELETE CASCADE,
+    key             text NOT NULL,
+    charge_point_id text NOT NULL,
+    action          text NOT NULL,
+    payload         jsonb NOT NULL,
+    attempts        integer NOT NULL DEFAULT 0,
+    next_attempt_at timestamptz NOT NULL,
+    give_up_at      timestamptz NOT NULL,
+    done_at         timestamptz,
+    created_at      timestamptz NOT NULL,
+    UNIQUE (execution_id, key)
+);
+CREATE INDEX workflow_outbox_due_idx ON workflow_outbox (next_attempt_at) WHERE done_at IS NULL;
 """#),
     ]
 }

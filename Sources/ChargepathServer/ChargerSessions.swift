@@ -1,6 +1,7 @@
 import NIOWebSocket
 public import WSCore
 public import OCPPCore
+public import ChargepathWorkflows
 public import Chargepath
 public import Foundation
 public import Logging
@@ -27,11 +28,12 @@ public struct ChargerSessions: Sendable {
     let nodeID: NodeID
     let configuration: GatewayConfiguration
     let sessions: any ChargerSessionFactory
+    let workflows: (any WorkflowEngine)?
     let now: @Sendable () -> Date
 
     public init(
         repository: any ConnectionRepository, registry: ConnectionRegistry, nodeID: NodeID,
-        configuration: GatewayConfiguration, sessions: any ChargerSessionFactory,
+        configuration: GatewayConfiguration, sessions: any ChargerSessionFactory, workflows: (any WorkflowEngine)? = nil,
         now: @escaping @Sendable () -> Date = { Date() }
     ) {
         self.repository = repository
@@ -39,6 +41,7 @@ public struct ChargerSessions: Sendable {
         self.nodeID = nodeID
         self.configuration = configuration
         self.sessions = sessions
+        self.workflows = workflows
         self.now = now
     }
 
@@ -114,7 +117,12 @@ public struct ChargerSessions: Sendable {
     }
 
     private func forget(_ id: ConnectionID, logger: Logger) async {
+        let identity = registry.entry(id)?.identity
         registry.remove(id)
+        // Workflows hear of a disconnection only when no newer socket of this charger is open.
+        if let identity, registry.entry(for: identity) == nil {
+            await workflows?.chargerDisconnected(chargePointID: identity.id)
+        }
         do {
             try await repository.close(id)
         } catch {

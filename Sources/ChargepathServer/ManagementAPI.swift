@@ -1,6 +1,7 @@
 public import Chargepath
 import Foundation
 import HTTPTypes
+public import ChargepathWorkflows
 public import Hummingbird
 public import Logging
 import OCPP16
@@ -95,8 +96,13 @@ public struct ManagementAPI: Sendable {
     let registry: ConnectionRegistry
     let nodeID: NodeID
     let maxBodySize: Int
+    let workflows: (any WorkflowEngine)?
 
-    public init(store: any ManagementStore, commands: CommandService, registry: ConnectionRegistry, nodeID: NodeID, maxBodySize: Int) {
+    public init(
+        store: any ManagementStore, commands: CommandService, registry: ConnectionRegistry, nodeID: NodeID, maxBodySize: Int,
+        workflows: (any WorkflowEngine)? = nil
+    ) {
+        self.workflows = workflows
         self.store = store
         self.commands = commands
         self.registry = registry
@@ -156,11 +162,16 @@ public struct ManagementAPI: Sendable {
             return Response.rawJSON(list.serialized(), status: .ok)
         }
         group.get("api/v1/executions/:executionId") { _, context in
+            // An asynchronous command, or a workflow execution.
             let id = try context.parameters.require("executionId")
-            guard id.utf8.count <= 64, let record = try await store.call(id: id) else {
-                throw HTTPError(.notFound, message: "No execution '\(id.prefix(64))'.")
+            guard id.utf8.count <= 64 else { throw HTTPError(.notFound, message: "No execution '\(id.prefix(64))'.") }
+            if let record = try await store.call(id: id) {
+                return Response.rawJSON(record.json.serialized(), status: .ok)
             }
-            return Response.rawJSON(record.json.serialized(), status: .ok)
+            if let execution = try await workflows?.execution(id: id) {
+                return Response.rawJSON(execution.json(withHistory: true).serialized(), status: .ok)
+            }
+            throw HTTPError(.notFound, message: "No execution '\(id.prefix(64))'.")
         }
     }
 

@@ -1,4 +1,5 @@
 import Chargepath
+import ChargepathWorkflows
 import Foundation
 import Logging
 import NIOWebSocket
@@ -91,15 +92,18 @@ final class OCPP16Session: ChargerSession {
     let chargePointID: String
     private let writer: WebSocketOutboundWriter
     private let handler: OCPP16Handler
+    private let workflows: (any WorkflowEngine)?
     private let configuration: Configuration
     private let logger: Logger
     private let loop: Mutex<LoopState>
     private let calls: Mutex<CallState>
 
-    init(chargePointID: String, writer: WebSocketOutboundWriter, handler: OCPP16Handler, configuration: Configuration, logger: Logger) {
+    init(chargePointID: String, writer: WebSocketOutboundWriter, handler: OCPP16Handler, workflows: (any WorkflowEngine)?,
+         configuration: Configuration, logger: Logger) {
         self.chargePointID = chargePointID
         self.writer = writer
         self.handler = handler
+        self.workflows = workflows
         self.configuration = configuration
         self.logger = logger
         self.loop = Mutex(LoopState(session: OCPP16SessionState(chargePointID: chargePointID)))
@@ -180,7 +184,13 @@ final class OCPP16Session: ChargerSession {
             $0.lastAnswered = (id, action, text)
         }
         await send(text)
+        // Workflows waiting for this message hear of it once it is stored and answered.
+        if let workflows, Self.actionsWorkflowsWaitFor.contains(action), case .callResult(_, let response) = reply {
+            await workflows.chargerMessage(chargePointID: chargePointID, action: action, request: payload, response: response)
+        }
     }
+
+    static let actionsWorkflowsWaitFor: Set<String> = ["BootNotification", "StartTransaction", "StopTransaction", "StatusNotification"]
 
     private static func error(_ id: String, _ code: OCPPErrorCode, _ description: String) -> OCPPFrame {
         .callError(id: id, code: code, description: description, details: .emptyObject, version: .ocpp16)

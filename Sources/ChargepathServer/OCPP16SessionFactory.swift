@@ -1,4 +1,5 @@
 public import Chargepath
+public import ChargepathWorkflows
 public import Logging
 public import OCPPCore
 public import WSCore
@@ -21,16 +22,18 @@ public struct OCPP16SessionFactory: ChargerSessionFactory {
     }
 
     let handler: OCPP16Handler
+    let workflows: (any WorkflowEngine)?
     let configuration: Configuration
 
-    public init(handler: OCPP16Handler, configuration: Configuration) {
+    public init(handler: OCPP16Handler, workflows: (any WorkflowEngine)? = nil, configuration: Configuration) {
         self.handler = handler
+        self.workflows = workflows
         self.configuration = configuration
     }
 
     public func makeSession(chargePointID: ChargePointIdentity, version: OCPPVersion, writer: WebSocketOutboundWriter, logger: Logger) -> any ChargerSession {
         OCPP16Session(
-            chargePointID: chargePointID.id, writer: writer, handler: handler,
+            chargePointID: chargePointID.id, writer: writer, handler: handler, workflows: workflows,
             configuration: .init(
                 callTimeout: configuration.callTimeout, callQueueCapacity: configuration.callQueueCapacity,
                 handlerTimeout: configuration.handlerTimeout

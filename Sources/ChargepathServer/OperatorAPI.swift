@@ -27,12 +27,16 @@ public struct OperatorAPI: Sendable {
     let registry: ConnectionRegistry
     let nodeID: NodeID
     let management: ManagementAPI?
+    let workflows: WorkflowAPI?
     /// Whether the database is reachable and fully migrated.
     let readiness: @Sendable () async -> Result<Void, any Error>
+    /// The history read routes (transactions, charge points, status history), behind the token.
+    public var history: HistoryAPI?
 
     public init(
         configuration: Configuration, connections: any ConnectionRepository, registry: ConnectionRegistry, nodeID: NodeID,
         management: ManagementAPI? = nil,
+        workflows: WorkflowAPI? = nil,
         readiness: @escaping @Sendable () async -> Result<Void, any Error>
     ) {
         self.configuration = configuration
@@ -40,12 +44,15 @@ public struct OperatorAPI: Sendable {
         self.registry = registry
         self.nodeID = nodeID
         self.management = management
+        self.workflows = workflows
         self.readiness = readiness
     }
 
     public func buildRouter() -> Router<BasicRequestContext> {
         let router = Router(context: BasicRequestContext.self)
         router.get("health") { _, _ in HTTPResponse.Status.ok }
+        let document = OpenAPIDocument.json()
+        router.get("api/v1/openapi.json") { _, _ in Response.rawJSON(document, status: .ok) }
         router.get("ready") { _, _ in
             switch await readiness() {
             case .success: return Response.text("ready\n", status: .ok)
@@ -53,6 +60,7 @@ public struct OperatorAPI: Sendable {
             }
         }
         let protected = router.group().add(middleware: BearerTokenMiddleware(token: configuration.token))
+        history?.addRoutes(to: protected)
         protected.get("@connections/:connectionId") { _, context in
             let id = try Self.connectionID(context)
             guard let record = try await connections.find(id) else { throw Self.gone(id) }
@@ -87,6 +95,7 @@ public struct OperatorAPI: Sendable {
             return HTTPResponse.Status.noContent
         }
         management?.addRoutes(to: protected)
+        workflows?.addRoutes(to: protected)
         protected.get("api/v1/connections") { request, _ in
             let chargePointID = request.uri.queryParameters["chargePointId"].map(String.init)
             let limit = min(max(request.uri.queryParameters["limit"].flatMap { Int($0) } ?? 1000, 1), 10_000)

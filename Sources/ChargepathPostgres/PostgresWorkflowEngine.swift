@@ -1,0 +1,459 @@
+public import ChargepathWorkflows
+public import Foundation
+public import Logging
+public import OCPPCore
+public import PostgresNIO
+public import ServiceLifecycle
+import Synchronization
+
+/// Runs durable workflows on PostgreSQL (migration 0005).
+///
+/// Each step is one transaction: lock the execution (`FOR UPDATE`), take the oldest due event from
+/// its inbox (`FOR UPDATE SKIP LOCKED`, so several workers and nodes share the work and no step
+/// runs twice at once), apply the pure step function, and write the new state, the history, the
+/// timers (inbox rows with a due time) and the calls to make (outbox rows). Calls leave the
+/// process only after that commit, at least once, under a stable key; a worker that dies while a
+/// call is out hands it on when its lease runs out. Kill the process anywhere: the next start
+/// continues from the last committed step, and timers that fell due meanwhile fire at once.
+public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
+    public struct Configuration: Sendable {
+        /// How often an idle worker looks for due work.
+        public var pollInterval: Duration
+        /// How long a claimed call is leased (beyond it, another worker may send it again).
+        public var callLease: Duration
+        /// How long a call waits for a charger that is not connected before it fails as NotConnected.
+        public var notConnectedGiveUp: Duration
+        /// Calls out at once, per process.
+        public var maximumCallsInFlight: Int
+
+        public init(pollInterval: Duration = .milliseconds(100), callLease: Duration = .seconds(60),
+                    notConnectedGiveUp: Duration = .seconds(300), maximumCallsInFlight: Int = 64) {
+            self.pollInterval = pollInterval
+            self.callLease = callLease
+            self.notConnectedGiveUp = notConnectedGiveUp
+            self.maximumCallsInFlight = maximumCallsInFlight
+        }
+    }
+
+    /// How a call to a charger went, as the runner tells the workflow.
+    public enum CallOutcome: Sendable {
+        case answered(JSONValue)
+        case failed(code: String, description: String)
+        /// Not connected to this node: try again later (until `notConnectedGiveUp`).
+        case notConnected
+    }
+
+    public typealias Execution = WorkflowExecution
+
+    let client: PostgresClient
+    let workflows: [String: AnyWorkflow]
+    let caller: @Sendable (String, String, JSONValue) async -> CallOutcome
+    let configuration: Configuration
+    let logger: Logger
+    let now: @Sendable () -> Date
+
+    public init(
+        client: PostgresClient, workflows: [AnyWorkflow], configuration: Configuration = .init(), logger: Logger,
+        now: @escaping @Sendable () -> Date = { Date() },
+        caller: @escaping @Sendable (_ chargePointID: String, _ action: String, _ payload: JSONValue) async -> CallOutcome
+    ) {
+        self.client = client
+        self.workflows = Dictionary(uniqueKeysWithValues: workflows.map { ($0.name, $0) })
+        self.caller = caller
+        self.configuration = configuration
+        self.logger = logger
+        self.now = now
+    }
+
+    public var workflowNames: [String] { workflows.keys.sorted() }
+
+    // MARK: Starting, reading, cancelling
+
+    /// Starts an execution; returns its id. The first step is recorded in the same transaction.
+    public func start(workflow name: String, input: JSONValue) async throws -> String {
+        guard let workflow = workflows[name] else { throw WorkflowStartError.unknownWorkflow(name) }
+        let date = now()
+        let transition: StoredTransition
+        do {
+            transition = try workflow.start(input: input, now: date)
+        } catch {
+            throw WorkflowStartError.badInput(error)
+        }
+        let id = Self.newID()
+        try await client.withTransaction(logger: logger) { connection in
+            try await connection.query(
+                """
+                INSERT INTO workflow_executions (id, workflow, version, charge_point_id, input, state, status, created_at, updated_at)
+                VALUES (\(id), \(workflow.name), \(workflow.version), \(workflow.chargePointID(input)), \(input.serialized())::jsonb,
+                    \(transition.state.serialized())::jsonb, 'RUNNING', \(date), \(date))
+                """,
+                logger: logger
+            )
+            try await self.history(id, "started", ["input": input], at: date, on: connection)
+            try await self.apply(transition, to: id, at: date, on: connection)
+        }
+        return id
+    }
+
+    public func execution(id: String) async throws -> Execution? {
+        let rows = try await client.query("SELECT \(unescaped: Self.columns) FROM workflow_executions WHERE id = \(id)", logger: logger)
+        var found: Execution?
+        for try await row in rows { found = try Self.execution(row) }
+        guard var execution = found else { return nil }
+        let history = try await client.query(
+            "SELECT kind, detail::text, at FROM workflow_history WHERE execution_id = \(id) ORDER BY id", logger: logger
+        )
+        for try await (kind, detail, at) in history.decode((String, String, Date).self) {
+            var entry = JSONObject()
+            entry["kind"] = .string(kind)
+            entry["at"] = .string(ISO8601DateFormatter().string(from: at))
+            entry["detail"] = (try? JSONValue.parse(detail)) ?? .null
+            execution.history.append(.object(entry))
+        }
+        return execution
+    }
+
+    public func executions(workflow: String?, chargePointID: String?, status: String?, limit: Int) async throws -> [Execution] {
+        let rows = try await client.query(
+            """
+            SELECT \(unescaped: Self.columns) FROM workflow_executions
+            WHERE (\(workflow)::text IS NULL OR workflow = \(workflow))
+              AND (\(chargePointID)::text IS NULL OR charge_point_id = \(chargePointID))
+              AND (\(status)::text IS NULL OR status = \(status))
+            ORDER BY created_at DESC, id DESC LIMIT \(limit)
+            """,
+            logger: logger
+        )
+        var result: [Execution] = []
+        for try await row in rows { result.append(try Self.execution(row)) }
+        return result
+    }
+
+    public func cancel(id: String) async throws -> WorkflowCancelResult {
+        let rows = try await client.query("SELECT status FROM workflow_executions WHERE id = \(id)", logger: logger)
+        var status: String?
+        for try await value in rows.decode(String.self) { status = value }
+        guard let status else { return .notFound }
+        guard status == "RUNNING" else { return .alreadyFinished }
+        try await deliver(.cancelled, to: id)
+        return .cancelled
+    }
+
+    /// Sends an operator signal to an execution.
+    public func deliver(_ event: WorkflowEvent, to id: String) async throws {
+        let date = now()
+        try await client.query(
+            """
+            INSERT INTO workflow_inbox (execution_id, event, available_at, created_at)
+            VALUES (\(id), \(try Self.json(event))::jsonb, \(date), \(date))
+            """,
+            logger: logger
+        )
+    }
+
+    // MARK: Charger events
+
+    /// A charger message was persisted and answered: wake the executions waiting for it.
+    public func chargerMessage(chargePointID: String, action: String, request: JSONValue, response: JSONValue) async {
+        do {
+            let probe: JSONValue = [["chargePointID": .string(chargePointID), "action": .string(action)]]
+            let rows = try await client.query(
+                """
+                SELECT id, waiting_for::text FROM workflow_executions
+                WHERE status = 'RUNNING' AND waiting_for @> \(probe.serialized())::jsonb
+                """,
+                logger: logger
+            )
+            var matching: [String] = []
+            for try await (id, waiting) in rows.decode((String, String).self) {
+                let filters = try JSONValue.parse(waiting).decode([MessageFilter].self)
+                if filters.contains(where: { $0.matches(chargePointID: chargePointID, action: action, request: request, response: response) }) {
+                    matching.append(id)
+                }
+            }
+            let event = WorkflowEvent.chargerMessage(chargePointID: chargePointID, action: action, request: request, response: response)
+            for id in matching { try await deliver(event, to: id) }
+        } catch {
+            logger.error("Could not hand a charger message to waiting workflows", metadata: ["ocpp.action": "\(action)", "error": "\(error)"])
+        }
+    }
+
+    public func chargerDisconnected(chargePointID: String) async {
+        do {
+            let rows = try await client.query(
+                "SELECT id FROM workflow_executions WHERE status = 'RUNNING' AND charge_point_id = \(chargePointID)", logger: logger
+            )
+            var ids: [String] = []
+            for try await id in rows.decode(String.self) { ids.append(id) }
+            for id in ids { try await deliver(.chargerDisconnected(chargePointID: chargePointID), to: id) }
+        } catch {
+            logger.error("Could not tell workflows that a charger disconnected", metadata: ["error": "\(error)"])
+        }
+    }
+
+    // MARK: The worker
+
+    public func run() async throws {
+        let inFlight = CallCounter()
+        await withDiscardingTaskGroup { group in
+            while !Task.isShuttingDownGracefully, !Task.isCancelled {
+                var worked = false
+                do {
+                    worked = try await stepOnce()
+                    if inFlight.value < configuration.maximumCallsInFlight, let call = try await claimCall() {
+                        worked = true
+                        inFlight.add(1)
+                        group.addTask {
+                            await self.perform(call)
+                            inFlight.add(-1)
+                        }
+                    }
+                } catch {
+                    // The database went away mid-step: the transaction rolled back; try again shortly.
+                    logger.warning("A workflow step failed; it will be retried", metadata: ["error": "\(String(reflecting: error))"])
+                }
+                if !worked {
+                    do {
+                        try await cancelWhenGracefulShutdown { try await Task.sleep(for: self.configuration.pollInterval) }
+                    } catch {
+                        break
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies the oldest due event of one execution. Returns false when nothing was due.
+    func stepOnce() async throws -> Bool {
+        try await client.withTransaction(logger: logger) { connection in
+            let date = now()
+            let due = try await connection.query(
+                """
+                SELECT i.id, i.execution_id, i.event::text FROM workflow_inbox i
+                WHERE i.available_at <= \(date)
+                ORDER BY i.available_at, i.id
+                FOR UPDATE SKIP LOCKED LIMIT 1
+                """,
+                logger: logger
+            )
+            var claimed: (Int64, String, String)?
+            for try await row in due.decode((Int64, String, String).self) { claimed = row }
+            guard let (inboxID, executionID, eventText) = claimed else { return false }
+            let rows = try await connection.query(
+                "SELECT workflow, state::text, status FROM workflow_executions WHERE id = \(executionID) FOR UPDATE",
+                logger: logger
+            )
+            var execution: (String, String, String)?
+            for try await row in rows.decode((String, String, String).self) { execution = row }
+            try await connection.query("DELETE FROM workflow_inbox WHERE id = \(inboxID)", logger: logger)
+            guard let (name, stateText, status) = execution, status == "RUNNING" else { return true }
+            let event = try JSONValue.parse(eventText).decode(WorkflowEvent.self)
+            try await self.history(executionID, "event", try JSONValue(encoding: event), at: date, on: connection)
+            guard let workflow = workflows[name] else {
+                try await self.finish(executionID, status: "FAILED", output: nil,
+                                      error: ["reason": "UnknownWorkflow", "detail": .string("no workflow '\(name)' in this build")], at: date, on: connection)
+                return true
+            }
+            let transition = try workflow.handle(event, state: try JSONValue.parse(stateText), now: date)
+            try await self.apply(transition, to: executionID, at: date, on: connection)
+            return true
+        }
+    }
+
+    /// Records a transition: state, history, timers, calls, and the end if it is the end.
+    func apply(_ transition: StoredTransition, to id: String, at date: Date, on connection: PostgresConnection) async throws {
+        try await connection.query(
+            """
+            UPDATE workflow_executions SET state = \(transition.state.serialized())::jsonb,
+                waiting_for = \(try Self.json(transition.waitingFor))::jsonb, updated_at = \(date)
+            WHERE id = \(id)
+            """,
+            logger: logger
+        )
+        try await history(id, "transition", ["note": .string(transition.note), "state": transition.state], at: date, on: connection)
+        for command in transition.commands {
+            switch command {
+            case .call(let key, let chargePointID, let action, let payload):
+                try await connection.query(
+                    """
+                    INSERT INTO workflow_outbox (execution_id, key, charge_point_id, action, payload, next_attempt_at, give_up_at, created_at)
+                    VALUES (\(id), \(key), \(chargePointID), \(action), \(payload.serialized())::jsonb, \(date),
+                        \(date.addingTimeInterval(Self.seconds(configuration.notConnectedGiveUp))), \(date))
+                    ON CONFLICT (execution_id, key) DO NOTHING
+                    """,
+                    logger: logger
+                )
+            case .setTimer(let name, let due):
+                try await connection.query(
+                    """
+                    INSERT INTO workflow_inbox (execution_id, event, timer_name, available_at, created_at)
+                    VALUES (\(id), \(try Self.json(WorkflowEvent.timerFired(name: name)))::jsonb, \(name), \(due), \(date))
+                    """,
+                    logger: logger
+                )
+            case .cancelTimer(let name):
+                try await connection.query(
+                    "DELETE FROM workflow_inbox WHERE execution_id = \(id) AND timer_name = \(name)", logger: logger
+                )
+            }
+            try await history(id, "command", try JSONValue(encoding: command), at: date, on: connection)
+        }
+        switch transition.outcome {
+        case nil:
+            break
+        case .succeeded(let output)?:
+            try await finish(id, status: "SUCCEEDED", output: output, error: nil, at: date, on: connection)
+        case .failed(let reason, let detail)?:
+            let status = reason == "Cancelled" ? "CANCELLED" : "FAILED"
+            try await finish(id, status: status, output: nil, error: ["reason": .string(reason), "detail": detail], at: date, on: connection)
+        }
+    }
+
+    func finish(_ id: String, status: String, output: JSONValue?, error: JSONValue?, at date: Date, on connection: PostgresConnection) async throws {
+        try await connection.query(
+            """
+            UPDATE workflow_executions SET status = \(status), output = \(output?.serialized())::jsonb,
+                error = \(error?.serialized())::jsonb, waiting_for = '[]'::jsonb, finished_at = \(date), updated_at = \(date)
+            WHERE id = \(id)
+            """,
+            logger: logger
+        )
+        // Nothing more will be applied: pending timers and unsent calls go.
+        try await connection.query("DELETE FROM workflow_inbox WHERE execution_id = \(id)", logger: logger)
+        try await connection.query("UPDATE workflow_outbox SET done_at = \(date) WHERE execution_id = \(id) AND done_at IS NULL", logger: logger)
+        try await history(id, "finished", ["status": .string(status), "output": output ?? .null, "error": error ?? .null], at: date, on: connection)
+    }
+
+    struct ClaimedCall: Sendable {
+        let id: Int64
+        let executionID: String
+        let key: String
+        let chargePointID: String
+        let action: String
+        let payload: JSONValue
+        let attempt: Int
+        let giveUpAt: Date
+    }
+
+    /// Takes one due call and leases it to this worker.
+    func claimCall() async throws -> ClaimedCall? {
+        try await client.withTransaction(logger: logger) { connection in
+            let date = now()
+            let rows = try await connection.query(
+                """
+                UPDATE workflow_outbox SET attempts = attempts + 1,
+                    next_attempt_at = \(date.addingTimeInterval(Self.seconds(configuration.callLease)))
+                WHERE id = (
+                    SELECT id FROM workflow_outbox WHERE done_at IS NULL AND next_attempt_at <= \(date)
+                    ORDER BY next_attempt_at FOR UPDATE SKIP LOCKED LIMIT 1
+                )
+                RETURNING id, execution_id, key, charge_point_id, action, payload::text, attempts, give_up_at
+                """,
+                logger: logger
+            )
+            var call: ClaimedCall?
+            for try await (id, execution, key, chargePoint, action, payload, attempts, giveUp) in rows.decode(
+                (Int64, String, String, String, String, String, Int, Date).self
+            ) {
+                call = ClaimedCall(id: id, executionID: execution, key: key, chargePointID: chargePoint, action: action,
+                                   payload: try JSONValue.parse(payload), attempt: attempts, giveUpAt: giveUp)
+            }
+            if let call {
+                try await self.history(call.executionID, "attempt", ["key": .string(call.key), "attempt": .integer(Int64(call.attempt))], at: date, on: connection)
+            }
+            return call
+        }
+    }
+
+    /// Sends a claimed call and turns its outcome into an event for the execution.
+    func perform(_ call: ClaimedCall) async {
+        let outcome = await caller(call.chargePointID, call.action, call.payload)
+        let date = now()
+        let event: WorkflowEvent
+        switch outcome {
+        case .answered(let payload):
+            event = .callAnswered(key: call.key, payload: payload)
+        case .failed(let code, let description):
+            event = .callFailed(key: call.key, code: code, description: description)
+        case .notConnected where date < call.giveUpAt:
+            // Waits for the charger to come back: try again in a few seconds.
+            do {
+                try await client.query(
+                    "UPDATE workflow_outbox SET next_attempt_at = \(date.addingTimeInterval(3)) WHERE id = \(call.id) AND done_at IS NULL",
+                    logger: logger
+                )
+            } catch {
+                logger.warning("Could not reschedule a workflow call; its lease will", metadata: ["error": "\(error)"])
+            }
+            return
+        case .notConnected:
+            event = .callFailed(key: call.key, code: "NotConnected", description: "The charger did not come back in time")
+        }
+        do {
+            try await client.withTransaction(logger: logger) { connection in
+                let rows = try await connection.query(
+                    "UPDATE workflow_outbox SET done_at = \(date) WHERE id = \(call.id) AND done_at IS NULL RETURNING id", logger: logger
+                )
+                var open = false
+                for try await _ in rows.decode(Int64.self) { open = true }
+                guard open else { return }  // Already answered by an earlier attempt.
+                try await connection.query(
+                    """
+                    INSERT INTO workflow_inbox (execution_id, event, available_at, created_at)
+                    VALUES (\(call.executionID), \(try Self.json(event))::jsonb, \(date), \(date))
+                    """,
+                    logger: logger
+                )
+            }
+        } catch {
+            // The lease runs out and the call is sent again under the same key.
+            logger.warning("Could not record a workflow call's outcome; it will be retried", metadata: ["error": "\(error)"])
+        }
+    }
+
+    // MARK: Helpers
+
+    func history(_ id: String, _ kind: String, _ detail: JSONValue, at date: Date, on connection: PostgresConnection) async throws {
+        try await connection.query(
+            "INSERT INTO workflow_history (execution_id, kind, detail, at) VALUES (\(id), \(kind), \(detail.serialized())::jsonb, \(date))",
+            logger: logger
+        )
+    }
+
+    static let columns =
+        "id, workflow, version, charge_point_id, input::text, state::text, status, output::text, error::text, created_at, updated_at, finished_at"
+
+    static func execution(_ row: PostgresRow) throws -> Execution {
+        let (id, workflow, version, chargePoint, input, state, status, output, error, created, updated, finished) = try row.decode(
+            (String, String, Int, String?, String, String, String, String?, String?, Date, Date, Date?).self
+        )
+        return Execution(
+            id: id, workflow: workflow, version: version, chargePointID: chargePoint,
+            input: try JSONValue.parse(input), state: try JSONValue.parse(state), status: status,
+            output: try output.map { try JSONValue.parse($0) }, error: try error.map { try JSONValue.parse($0) },
+            createdAt: created, updatedAt: updated, finishedAt: finished, history: []
+        )
+    }
+
+    static func json(_ value: some Encodable) throws -> String {
+        try JSONValue(encoding: value).serialized()
+    }
+
+    static func seconds(_ duration: Duration) -> TimeInterval {
+        let (seconds, attoseconds) = duration.components
+        return TimeInterval(seconds) + TimeInterval(attoseconds) / 1e18
+    }
+
+    static func newID() -> String {
+        var generator = SystemRandomNumberGenerator()
+        let bytes = (0..<16).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
+        return bytes.map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined()
+    }
+}
+
+/// Calls in flight, read by the worker loop and updated by its child tasks.
+final class CallCounter: Sendable {
+    private let count = Mutex(0)
+    var value: Int { count.withLock { $0 } }
+    func add(_ delta: Int) { count.withLock { $0 += delta } }
+}

@@ -1,0 +1,96 @@
+public import ChargepathWorkflows
+import Foundation
+public import Hummingbird
+import OCPPCore
+
+/// `POST /api/v1/workflows/{name}/executions`, the executions list and cancel.
+public struct WorkflowAPI: Sendable {
+    let engine: any WorkflowEngine
+    let maxBodySize: Int
+
+    public init(engine: any WorkflowEngine, maxBodySize: Int) {
+        self.engine = engine
+        self.maxBodySize = maxBodySize
+    }
+
+    public func addRoutes(to group: RouterGroup<BasicRequestContext>) {
+        group.post("api/v1/workflows/:workflow/executions") { request, context in
+            let name = try context.parameters.require("workflow")
+            let body = try await request.body.collect(upTo: maxBodySize)
+            let input: JSONValue
+            do {
+                input = body.readableBytes == 0 ? .emptyObject : try JSONValue.parse(Array(body.readableBytesView))
+            } catch {
+                throw HTTPError(.badRequest, message: "The body must be the workflow's input as JSON: \(error)")
+            }
+            let id: String
+            do {
+                id = try await engine.start(workflow: name, input: input)
+            } catch WorkflowStartError.unknownWorkflow {
+                throw HTTPError(.notFound, message: "No workflow '\(name.prefix(60))'. Workflows: \(engine.workflowNames.joined(separator: ", ")).")
+            } catch WorkflowStartError.badInput(let problem) {
+                throw HTTPError(.badRequest, message: "The input does not fit \(name): \(problem)")
+            }
+            if request.uri.queryParameters["mode"] == "sync" {
+                // Like an express run: wait for the end (up to `timeout` seconds) and return the details.
+                let seconds = request.uri.queryParameters["timeout"].flatMap { Int($0) } ?? 30
+                guard (1...300).contains(seconds) else { throw HTTPError(.badRequest, message: "timeout must be 1 to 300 seconds.") }
+                let deadline = ContinuousClock.now + .seconds(seconds)
+                while ContinuousClock.now < deadline {
+                    if let execution = try await engine.execution(id: id), execution.status != "RUNNING" {
+                        return Response.rawJSON(execution.json(withHistory: true).serialized(), status: .ok)
+                    }
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+                let execution = try await engine.execution(id: id)
+                var response = Response.rawJSON((execution?.json(withHistory: true) ?? (["id": .string(id)] as JSONValue)).serialized(), status: .accepted)
+                response.headers[.location] = "/api/v1/executions/\(id)"
+                return response
+            }
+            var response = Response.rawJSON((["executionId": .string(id), "status": "RUNNING"] as JSONValue).serialized(), status: .accepted)
+            response.headers[.location] = "/api/v1/executions/\(id)"
+            return response
+        }
+        group.get("api/v1/executions") { request, _ in
+            let parameters = request.uri.queryParameters
+            let status = parameters["status"].map(String.init)
+            if let status, !["RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"].contains(status) {
+                throw HTTPError(.badRequest, message: "status must be RUNNING, SUCCEEDED, FAILED or CANCELLED.")
+            }
+            let limit = try ManagementAPI.limit(request)
+            let list = try await engine.executions(
+                workflow: parameters["workflow"].map(String.init), chargePointID: parameters["chargePointId"].map(String.init),
+                status: status, limit: limit
+            )
+            return Response.rawJSON((["executions": .array(list.map { $0.json(withHistory: false) })] as JSONValue).serialized(), status: .ok)
+        }
+        group.post("api/v1/executions/:executionId/cancel") { _, context in
+            let id = try context.parameters.require("executionId")
+            switch try await engine.cancel(id: id) {
+            case .cancelled: return Response.rawJSON((["executionId": .string(id), "status": "CANCELLING"] as JSONValue).serialized(), status: .accepted)
+            case .alreadyFinished: throw HTTPError(.conflict, message: "Execution \(id) has already finished.")
+            case .notFound: throw HTTPError(.notFound, message: "No execution '\(id.prefix(64))'.")
+            }
+        }
+    }
+}
+
+extension WorkflowExecution {
+    func json(withHistory: Bool) -> JSONValue {
+        var object = JSONObject()
+        object["id"] = .string(id)
+        object["workflow"] = .string(workflow)
+        object["version"] = .integer(Int64(version))
+        object["chargePointId"] = chargePointID.map(JSONValue.string) ?? .null
+        object["status"] = .string(status)
+        object["input"] = input
+        object["state"] = state
+        object["output"] = output ?? .null
+        object["error"] = error ?? .null
+        object["createdAt"] = .string(ISO8601DateFormatter().string(from: createdAt))
+        object["updatedAt"] = .string(ISO8601DateFormatter().string(from: updatedAt))
+        object["finishedAt"] = finishedAt.map { .string(ISO8601DateFormatter().string(from: $0)) } ?? .null
+        if withHistory { object["history"] = .array(history) }
+        return .object(object)
+    }
+}

@@ -1,0 +1,107 @@
+public import Foundation
+public import OCPPCore
+
+/// What happens to a workflow execution: it is started, a call it sent is answered, a charger
+/// sends a message it waits for, a timer fires, an operator signals or cancels it.
+public enum WorkflowEvent: Sendable, Equatable, Codable {
+    case callAnswered(key: String, payload: JSONValue)
+    /// The charger answered a CALLERROR, or the call could not be delivered (`code` says which:
+    /// an OCPP error code, or `Timeout` / `NotConnected`).
+    case callFailed(key: String, code: String, description: String)
+    /// A charger message the execution waits for: the charger's request and our answer to it.
+    case chargerMessage(chargePointID: String, action: String, request: JSONValue, response: JSONValue)
+    case chargerDisconnected(chargePointID: String)
+    case timerFired(name: String)
+    case signal(name: String, payload: JSONValue)
+    case cancelled
+}
+
+/// Something the runner does after a step is recorded.
+public enum WorkflowCommand: Sendable, Equatable, Codable {
+    /// Sends a CALL to a charger, at least once; `key` is stable across retries (the idempotency key)
+    /// and names the answer event.
+    case call(key: String, chargePointID: String, action: String, payload: JSONValue)
+    case setTimer(name: String, at: Date)
+    case cancelTimer(name: String)
+}
+
+/// A charger message an execution waits for.
+public struct MessageFilter: Sendable, Equatable, Codable, Hashable {
+    public var chargePointID: String
+    public var action: String
+    /// Matches only this connector (`connectorId` in the request), when set.
+    public var connectorID: Int?
+    /// Matches only this transaction (`transactionId` in the request or in our answer), when set.
+    public var transactionID: Int?
+
+    public init(chargePointID: String, action: String, connectorID: Int? = nil, transactionID: Int? = nil) {
+        self.chargePointID = chargePointID
+        self.action = action
+        self.connectorID = connectorID
+        self.transactionID = transactionID
+    }
+
+    /// Whether a charger message passes this filter.
+    public func matches(chargePointID: String, action: String, request: JSONValue, response: JSONValue) -> Bool {
+        guard chargePointID == self.chargePointID, action == self.action else { return false }
+        if let connectorID, request["connectorId"]?.int64Value != Int64(connectorID) { return false }
+        if let transactionID {
+            let seen = request["transactionId"]?.int64Value ?? response["transactionId"]?.int64Value
+            if seen != Int64(transactionID) { return false }
+        }
+        return true
+    }
+}
+
+/// How an execution ended.
+public enum WorkflowOutcome: Sendable, Equatable, Codable {
+    case succeeded(JSONValue)
+    /// `reason` is a stable, machine-readable word (`Rejected`, `ConnectionTimeout`, ...).
+    case failed(reason: String, detail: JSONValue)
+}
+
+/// One step: the new state, what to do, what to wait for, and whether it is over.
+public struct WorkflowTransition<State: Sendable & Codable & Equatable>: Sendable, Equatable {
+    public var state: State
+    public var commands: [WorkflowCommand]
+    /// The charger messages the execution waits for from now on (replaces the previous set).
+    public var waitingFor: [MessageFilter]
+    public var outcome: WorkflowOutcome?
+    /// A line for the execution's history, for people.
+    public var note: String
+
+    public init(state: State, commands: [WorkflowCommand] = [], waitingFor: [MessageFilter] = [], outcome: WorkflowOutcome? = nil, note: String) {
+        self.state = state
+        self.commands = commands
+        self.waitingFor = waitingFor
+        self.outcome = outcome
+        self.note = note
+    }
+}
+
+/// Input that does not fit a workflow: the field and what is wrong with it.
+public struct WorkflowInputError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var field: String
+    public var problem: String
+    public init(field: String, problem: String) {
+        self.field = field
+        self.problem = problem
+    }
+    public var description: String { "\(field): \(problem)" }
+}
+
+/// A durable workflow: a state machine whose step function is pure. The runner persists every
+/// transition in PostgreSQL before it carries out the commands, so a crash resumes from the last
+/// recorded state; the clock is passed in.
+public protocol WorkflowDefinition: Sendable {
+    associatedtype Input: Sendable & Codable
+    associatedtype State: Sendable & Codable & Equatable
+
+    static var name: String { get }
+    static var version: Int { get }
+
+    /// Checks the input and takes the first step.
+    func start(_ input: Input, now: Date) throws(WorkflowInputError) -> WorkflowTransition<State>
+    /// Takes the next step. An event the state does not expect leaves it as it is (no commands).
+    func handle(_ event: WorkflowEvent, in state: State, now: Date) -> WorkflowTransition<State>
+}

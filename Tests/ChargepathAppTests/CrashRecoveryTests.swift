@@ -1,0 +1,120 @@
+import ChargepathPostgres
+import Foundation
+import OCPPCore
+import Testing
+
+/// A `chargepath serve` process of its own, to be killed with SIGKILL.
+final class ServerProcess: Sendable {
+    let process: Process
+    let ocppPort: Int
+    let apiPort: Int
+
+    init(database: DatabaseEndpoint, ocppPort: Int, apiPort: Int, extraArguments: [String] = []) throws {
+        let binary = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("chargepath")
+        guard FileManager.default.isExecutableFile(atPath: binary.path) else {
+            throw TestFailure("\(binary.path) is missing: `swift build` builds it (swift test does too)")
+        }
+        let url = "postgres://\(database.username):\(database.password ?? "")@\(database.host):\(database.port)/\(database.database)"
+        let process = Process()
+        process.executableURL = binary
+        process.arguments = [
+            "serve", "--database-url", url, "--ocpp-host", "127.0.0.1", "--ocpp-port", "\(ocppPort)", "--api-port", "\(apiPort)",
+            "--api-token", TestServer.token, "--log-level", "warning",
+        ] + extraArguments
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        self.process = process
+        self.ocppPort = ocppPort
+        self.apiPort = apiPort
+    }
+
+    var api: TestHTTPClient { TestHTTPClient(port: apiPort, token: TestServer.token) }
+
+    func waitUntilReady() async throws {
+        try await eventually(timeout: .seconds(30), "the server process answers /ready") {
+            let ready = (try? await self.api.request("GET", "/ready").status) == 200
+            guard ready else { return false }
+            // The charger port opens only after the migrations and the node's registration.
+            let plain = try? await RawTCP.exchange(port: self.ocppPort, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", timeout: .seconds(2))
+            return plain?.hasPrefix("HTTP/1.1 426") == true
+        }
+    }
+
+    /// SIGKILL, no chance to clean up (safe to call twice).
+    func kill() {
+        guard process.isRunning else { return }
+        Foundation.kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+}
+
+@Suite struct CrashRecoveryTests {
+    static func execution(_ api: TestHTTPClient, _ id: String) async throws -> JSONValue {
+        try JSONValue.parse(try await api.request("GET", "/api/v1/executions/\(id)").body)
+    }
+
+    @Test func killedMidWorkflowAndStartedAgainEveryExecutionContinues() async throws {
+        let database = try await TestDatabase.shared.freshDatabase()
+        let ocppPort = try FreePort.find()
+        let apiPort = try FreePort.find()
+        let arguments = ["--call-timeout", "2", "--workflow-call-lease", "3"]
+
+        let first = try ServerProcess(database: database, ocppPort: ocppPort, apiPort: apiPort, extraArguments: arguments)
+        defer { first.kill() }
+        try await first.waitUntilReady()
+        let url = "ws://127.0.0.1:\(ocppPort)/CP-CRASH"
+
+        // Before the crash: one execution waits on a timer, another on the charger's answer.
+        let (waitingOnTimer, waitingOnAnswer) = try await TestCharger.with(url: url) { charger in
+            _ = try await charger.boot()
+            let timerStart = try await first.api.request(
+                "POST", "/api/v1/workflows/RemoteStart/executions", body: #"{"chargePointId":"CP-CRASH","connectorId":1,"idTag":"T","connectionTimeout":3}"#
+            )
+            let timerID = try #require(try JSONValue.parse(timerStart.body)["executionId"]?.stringValue)
+            _ = try await ServerCallTests.answerNextCall(charger) { #"[3,"\#($0)",{"status":"Accepted"}]"# }
+            try await eventually("waiting for the car") { try await Self.execution(first.api, timerID)["state"]?["waitingForStart"] != nil }
+
+            let answerStart = try await first.api.request(
+                "POST", "/api/v1/workflows/RemoteStart/executions", body: #"{"chargePointId":"CP-CRASH","connectorId":2,"idTag":"T"}"#
+            )
+            let answerID = try #require(try JSONValue.parse(answerStart.body)["executionId"]?.stringValue)
+            // The call reaches the charger, which says nothing before the server dies.
+            let (action, _) = try await ServerCallTests.answerNextCall(charger) { _ in nil }
+            #expect(action == "RemoteStartTransaction")
+            first.kill()
+            _ = try? await charger.waitUntilClosed()
+            return (timerID, answerID)
+        }
+
+        // The timer falls due while nothing runs.
+        try await Task.sleep(for: .seconds(4))
+
+        let second = try ServerProcess(database: database, ocppPort: ocppPort, apiPort: apiPort, extraArguments: arguments)
+        defer { second.kill() }
+        try await second.waitUntilReady()
+
+        // The overdue timer fires at once.
+        try await eventually(timeout: .seconds(15), "the overdue timer fires after the restart") {
+            let execution = try await Self.execution(second.api, waitingOnTimer)
+            return execution["status"] == "FAILED" && execution["error"]?["reason"] == "ConnectionTimeout"
+        }
+        // The call whose answer never came is sent again, under the same key, when the charger is back.
+        try await TestCharger.with(url: url) { charger in
+            _ = try await charger.boot()
+            let (action, payload) = try await ServerCallTests.answerNextCall(charger) { #"[3,"\#($0)",{"status":"Rejected"}]"# }
+            #expect(action == "RemoteStartTransaction")
+            #expect(payload["connectorId"] == 2)
+            try await eventually(timeout: .seconds(15), "the resent call's answer is applied") {
+                let execution = try await Self.execution(second.api, waitingOnAnswer)
+                return execution["status"] == "FAILED" && execution["error"]?["reason"] == "Rejected"
+            }
+        }
+        let history = try await Self.execution(second.api, waitingOnAnswer)["history"]?.arrayValue ?? []
+        let attempts = history.filter { $0["kind"] == "attempt" }
+        #expect(attempts.count >= 2, "the history shows each attempt")
+        // Nothing was done twice that the history says was done: one start, one finish.
+        #expect(history.filter { $0["kind"] == "started" }.count == 1)
+        #expect(history.filter { $0["kind"] == "finished" }.count == 1)
+    }
+}
