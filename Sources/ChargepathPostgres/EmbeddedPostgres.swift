@@ -17,12 +17,16 @@ public struct EmbeddedPostgres: Sendable {
         public var stopWhenProcessExits: Int32?
         /// The system user that runs the cluster when we are root.
         public var systemUserWhenRoot: String
+        /// PostgreSQL's max_connections, set when the cluster is created.
+        public var maxConnections: Int
 
-        public init(dataDirectory: URL, port: Int? = nil, stopWhenProcessExits: Int32? = nil, systemUserWhenRoot: String = "postgres") {
+        public init(dataDirectory: URL, port: Int? = nil, stopWhenProcessExits: Int32? = nil, systemUserWhenRoot: String = "postgres",
+                    maxConnections: Int = 200) {
             self.dataDirectory = dataDirectory
             self.port = port
             self.stopWhenProcessExits = stopWhenProcessExits
             self.systemUserWhenRoot = systemUserWhenRoot
+            self.maxConnections = maxConnections
         }
     }
 
@@ -145,7 +149,7 @@ public struct EmbeddedPostgres: Sendable {
             listen_addresses = '127.0.0.1'
             port = \(port)
             unix_socket_directories = ''
-            max_connections = 200
+            max_connections = \(configuration.maxConnections)
             shared_buffers = 256MB
             logging_collector = off
 

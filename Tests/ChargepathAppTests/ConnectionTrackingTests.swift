@@ -9,7 +9,7 @@ import PostgresNIO
 import Testing
 
 /// Issue 2 against a real PostgreSQL, through real sockets.
-@Suite struct ConnectionTrackingTests {
+@Suite(.timeLimit(.minutes(3))) struct ConnectionTrackingTests {
     static func rows(_ server: TestServer, chargePointID: String) async throws -> [ConnectionRecord] {
         try await TestDatabase.withClient(server.database) { client in
             try await PostgresConnectionRepository(client: client, logger: TestDatabase.logger)

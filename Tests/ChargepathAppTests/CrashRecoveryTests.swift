@@ -1,4 +1,5 @@
 import ChargepathPostgres
+import PostgresNIO
 import Foundation
 import OCPPCore
 import Testing
@@ -49,7 +50,7 @@ final class ServerProcess: Sendable {
     }
 }
 
-@Suite struct CrashRecoveryTests {
+@Suite(.timeLimit(.minutes(3))) struct CrashRecoveryTests {
     static func execution(_ api: TestHTTPClient, _ id: String) async throws -> JSONValue {
         try JSONValue.parse(try await api.request("GET", "/api/v1/executions/\(id)").body)
     }
@@ -116,5 +117,25 @@ final class ServerProcess: Sendable {
         // Nothing was done twice that the history says was done: one start, one finish.
         #expect(history.filter { $0["kind"] == "started" }.count == 1)
         #expect(history.filter { $0["kind"] == "finished" }.count == 1)
+    }
+
+    @Test func twoServerProcessesStartingTogetherApplyEachMigrationOnce() async throws {
+        let database = try await TestDatabase.shared.freshDatabase()
+        let servers = try (0..<2).map { _ in
+            try ServerProcess(database: database, ocppPort: try FreePort.find(), apiPort: try FreePort.find())
+        }
+        defer { servers.forEach { $0.kill() } }
+        for server in servers { try await server.waitUntilReady() }
+        let counts = try await TestDatabase.withClient(database) { client in
+            var counts: [Int: Int] = [:]
+            for try await (version, count) in try await client.query(
+                "SELECT version, count(*)::int FROM schema_migrations GROUP BY version", logger: TestDatabase.logger
+            ).decode((Int, Int).self) {
+                counts[version] = count
+            }
+            return counts
+        }
+        #expect(counts.keys.sorted() == Migration.embedded.map(\.version))
+        #expect(counts.values.allSatisfy { $0 == 1 })
     }
 }

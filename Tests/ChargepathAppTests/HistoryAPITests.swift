@@ -8,7 +8,7 @@ import Testing
 
 /// The history read API: a charger runs sessions through a real socket, then the operator reads
 /// back exactly what it sent.
-@Suite struct HistoryAPITests {
+@Suite(.timeLimit(.minutes(3))) struct HistoryAPITests {
     static func execute(_ server: TestServer, _ query: PostgresQuery) async throws {
         try await TestDatabase.withClient(server.database) { client in
             _ = try await client.query(query, logger: TestDatabase.logger)

@@ -7,7 +7,7 @@ import PostgresNIO
 import Testing
 
 /// Issue 4: registration, Basic auth, the authorization list, and commands (sync and async).
-@Suite struct ManagementAPITests {
+@Suite(.timeLimit(.minutes(3))) struct ManagementAPITests {
     static func basic(_ identity: String, _ password: String) -> String {
         "Basic " + Data("\(identity):\(password)".utf8).base64EncodedString()
     }

@@ -8,7 +8,7 @@ import PostgresNIO
 import ServiceLifecycle
 import Testing
 
-@Suite struct NodeAndMigrationTests {
+@Suite(.timeLimit(.minutes(3))) struct NodeAndMigrationTests {
     @Test func twoNodesStartingTogetherApplyEachMigrationExactlyOnce() async throws {
         let database = try await TestDatabase.shared.freshDatabase()
         // Two nodes with their own pools, started at the same moment on one empty database.

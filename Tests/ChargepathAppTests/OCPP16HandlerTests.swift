@@ -8,7 +8,7 @@ import Testing
 
 /// Issue 3: every charger-initiated action answered as the specification says and persisted first,
 /// through a real socket and a real PostgreSQL.
-@Suite struct OCPP16HandlerTests {
+@Suite(.timeLimit(.minutes(3))) struct OCPP16HandlerTests {
     static func scalar<T: PostgresDecodable & Sendable>(_ server: TestServer, _ type: T.Type, _ query: PostgresQuery) async throws -> T? {
         try await TestDatabase.withClient(server.database) { client in
             for try await value in try await client.query(query, logger: TestDatabase.logger).decode(T.self) { return value }

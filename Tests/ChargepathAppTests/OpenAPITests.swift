@@ -4,7 +4,7 @@ import Foundation
 import OCPPCore
 import Testing
 
-@Suite struct OpenAPITests {
+@Suite(.timeLimit(.minutes(3))) struct OpenAPITests {
     @Test func theDocumentDescribesEveryRouteAndNothingElse() {
         let served = Set(ChargepathApp.operatorRoutes())
         let documented = Set(OpenAPIDocument.operations.map { "\($0.method) \($0.path)" })

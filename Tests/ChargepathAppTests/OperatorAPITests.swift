@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-@Suite struct OperatorAPITests {
+@Suite(.timeLimit(.minutes(3))) struct OperatorAPITests {
     @Test func everyOperatorEndpointNeedsTheBearerToken() async throws {
         try await TestServer.with { (server: TestServer) async throws in
             for (method, path) in [("GET", "/api/v1/connections"), ("GET", "/@connections/abc"), ("POST", "/@connections/abc"), ("DELETE", "/@connections/abc")] {

@@ -5,7 +5,7 @@ import OCPPCore
 import Testing
 
 /// Calls from the central system to a charger, through the operator API.
-@Suite struct ServerCallTests {
+@Suite(.timeLimit(.minutes(3))) struct ServerCallTests {
     /// Answers the next CALL the charger receives with `answer(id)`, and returns what was asked.
     static func answerNextCall(_ charger: TestCharger, _ answer: @escaping @Sendable (String) -> String?) async throws -> (action: String, payload: JSONValue) {
         guard case .call(let id, let action, let payload) = try await charger.nextFrame() else { throw TestFailure("expected a CALL") }

@@ -6,7 +6,7 @@ import OCPPCore
 import Testing
 
 /// Issue 5: workflows end to end against a charger, and the operator API around them.
-@Suite struct WorkflowTests {
+@Suite(.timeLimit(.minutes(3))) struct WorkflowTests {
     static func execution(_ server: TestServer, _ id: String) async throws -> JSONValue {
         try JSONValue.parse(try await server.api.request("GET", "/api/v1/executions/\(id)").body)
     }

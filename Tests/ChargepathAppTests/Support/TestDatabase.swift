@@ -33,7 +33,8 @@ actor TestDatabase {
             let directory = URL(fileURLWithPath: NSTemporaryDirectory())
                 .appendingPathComponent("chargepath-tests-\(getpid())-\(UInt32.random(in: 0 ... .max))", isDirectory: true)
             let embedded = EmbeddedPostgres(
-                configuration: .init(dataDirectory: directory, stopWhenProcessExits: getpid()),
+                // Every test runs a node with its own pool, all at once: room for all of them.
+                configuration: .init(dataDirectory: directory, stopWhenProcessExits: getpid(), maxConnections: 800),
                 logger: Self.logger
             )
             endpoint = try await embedded.start().databaseEndpoint
@@ -69,7 +70,7 @@ actor TestDatabase {
 
     /// Runs `body` with a client on `endpoint`.
     static func withClient<T: Sendable>(_ endpoint: DatabaseEndpoint, _ body: @Sendable (PostgresClient) async throws -> T) async throws -> T {
-        let client = PostgresClient(configuration: endpoint.clientConfiguration(maximumConnections: 4), backgroundLogger: logger)
+        let client = PostgresClient(configuration: endpoint.clientConfiguration(maximumConnections: 2), backgroundLogger: logger)
         return try await withThrowingTaskGroup(of: T?.self) { group in
             group.addTask {
                 await client.run()
