@@ -144,6 +144,8 @@ let package = Package(
                 .product(name: "NIOWebSocket", package: "swift-nio"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
             ],
+            // The interop tests' Python charger (run by InteropTests, not built).
+            exclude: ["Interop"],
             swiftSettings: swiftSettings
         ),
     ]
