@@ -4,9 +4,11 @@ import Foundation
 import OCPPCore
 import Testing
 
-/// A `chargepath serve` process of its own, to be killed with SIGKILL.
+/// A `chargepath serve` process of its own, to be killed with SIGKILL. Spawned without
+/// inheriting this test process's sockets (see `ChildProcess`), or other tests' connections
+/// would stay open while it runs.
 final class ServerProcess: Sendable {
-    let process: Process
+    let child: ChildProcess
     let ocppPort: Int
     let apiPort: Int
 
@@ -16,16 +18,10 @@ final class ServerProcess: Sendable {
             throw TestFailure("\(binary.path) is missing: `swift build` builds it (swift test does too)")
         }
         let url = "postgres://\(database.username):\(database.password ?? "")@\(database.host):\(database.port)/\(database.database)"
-        let process = Process()
-        process.executableURL = binary
-        process.arguments = [
+        child = try ChildProcess.spawn(binary.path, [
             "serve", "--database-url", url, "--ocpp-host", "127.0.0.1", "--ocpp-port", "\(ocppPort)", "--api-port", "\(apiPort)",
             "--api-token", TestServer.token, "--log-level", "warning",
-        ] + extraArguments
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        self.process = process
+        ] + extraArguments)
         self.ocppPort = ocppPort
         self.apiPort = apiPort
     }
@@ -44,9 +40,7 @@ final class ServerProcess: Sendable {
 
     /// SIGKILL, no chance to clean up (safe to call twice).
     func kill() {
-        guard process.isRunning else { return }
-        Foundation.kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
+        child.kill()
     }
 }
 

@@ -452,14 +452,13 @@ import Darwin
             #expect((remoteStart["idTagInfo"] as? [String: Any])?["status"] as? String == "Accepted")
             _ = try output.response("Triggered:Heartbeat")
 
-            // Once it has gone, calls to it are refused: 404 by the brief's contract; main answers 409
-            // for a charge point it knows (it booted) that is not connected (698f440), and 404 only
-            // for identities it never saw. Either says "not connected"; anything else fails.
+            // Once it has gone, calls to it are refused with 409: a charge point we know (it booted)
+            // that is not connected. (404 is for identities never seen; checked above.)
             var last: TestHTTPResponse?
             try await eventually("calls to \(id) are refused once it disconnected (last: \(last.map { "\($0.status) \($0.body)" } ?? "none"))") {
                 let response = try await Self.post(server, "/api/v1/charge-points/\(id)/calls/Reset", body: #"{"type":"Soft"}"#)
                 last = response
-                return response.status == 404 || response.status == 409
+                return response.status == 409
             }
         }
     }
