@@ -39,12 +39,13 @@ struct FleetTests {
             config.scenario = .heartbeat
             config.rampUpPerSecond = 0
             config.ratePerSecond = 100
-            config.duration = .seconds(2)
+            config.duration = .seconds(4)
             let report = try await Fleet(configuration: config).run()
             let heartbeats = (1...10).map { server.received(config.identity(at: $0 - 1)).filter { $0.action == "Heartbeat" }.count }.reduce(0, +)
-            // 2 s at 100/s plus at most one second of burst.
+            // 4 s at 100/s plus at most one second of burst; a loaded machine (the whole suite runs
+            // in parallel on 2 cores) may lose a good part of the window to booting.
             #expect(heartbeats > 50)
-            #expect(heartbeats <= 320)
+            #expect(heartbeats <= 520)
             #expect(report.totalErrors == 0)
         }
     }
@@ -71,7 +72,8 @@ struct FleetTests {
             config.meterInterval = .milliseconds(200)
             config.sessionDuration = .milliseconds(700)
             config.sessionPause = .milliseconds(100)
-            config.duration = .seconds(3)
+            // Long enough for a whole session even when the machine is busy.
+            config.duration = .seconds(8)
             config.validateMessages = true
             let report = try await Fleet(configuration: config).run()
             #expect(report.totalErrors == 0)
@@ -89,7 +91,8 @@ struct FleetTests {
             var config = FleetConfiguration(url: server.baseURL, chargers: 5)
             config.scenario = .flood
             config.rampUpPerSecond = 0
-            config.duration = .seconds(1)
+            // Long enough to get past booting even when the machine is busy.
+            config.duration = .seconds(5)
             config.validateMessages = true
             let report = try await Fleet(configuration: config).run()
             #expect(report.totalErrors == 0)
