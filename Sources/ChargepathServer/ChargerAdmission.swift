@@ -28,9 +28,7 @@ public struct ChargerAdmission: Sendable {
     func admit(identity: ChargePointIdentity, authorization: String?) async -> ChargerHandshake.Refusal? {
         let credentials: ChargePointCredentials?
         do {
-            // Bounded: an upgrade must not hang on a database that is away or a pool that is busy.
-            let store = self.store
-            credentials = try await withTimeLimit(.seconds(5)) { try await store.credentials(of: identity.id) }
+            credentials = try await store.credentials(of: identity.id)
         } catch {
             logger.error("Could not check a charger's registration; refusing it for now", metadata: ["ocpp.charge_point": "\(identity)", "error": "\(error)"])
             return .init(status: 503, message: "The central system cannot check this charge point right now; reconnect later.")

@@ -32,7 +32,7 @@ struct TestServer: Sendable {
         var configuration = ChargepathConfiguration(
             dataDirectory: URL(fileURLWithPath: NSTemporaryDirectory()),
             ocppHost: "127.0.0.1", ocppPort: 0, apiHost: "127.0.0.1", apiPort: 0,
-            apiToken: token, databasePoolSize: 8
+            apiToken: token, databasePoolSize: 4
         )
         configure(&configuration)
         let (started, startedContinuation) = AsyncStream.makeStream(of: ChargepathApp.Running.self)
