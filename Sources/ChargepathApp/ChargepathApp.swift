@@ -94,7 +94,10 @@ public enum ChargepathApp {
         let ports = PortCollector(nodeID: nodeID, onRunning: onRunning)
 
         let store = PostgresCentralSystemStore(client: client, logger: logger)
-        let workflows = makeWorkflowEngine(client: client, registry: registry, configuration: configuration, logger: logger)
+        let schemaReady = Gate()
+        let workflows = makeWorkflowEngine(
+            client: client, registry: registry, configuration: configuration, logger: logger, schemaReady: schemaReady
+        )
         let sessions = ChargerSessions(
             repository: repository, registry: registry, nodeID: nodeID, configuration: configuration.gateway,
             sessions: OCPP16SessionFactory(
@@ -124,6 +127,7 @@ public enum ChargepathApp {
                     try await repository.register(nodeID, hostname: ProcessInfo.processInfo.hostName, at: Date())
                 }
             }
+            schemaReady.open()
         }
 
         var api = OperatorAPI(
@@ -160,11 +164,13 @@ public enum ChargepathApp {
 
     /// The workflow engine with the workflows that ship, calling chargers held by this node.
     static func makeWorkflowEngine(
-        client: PostgresClient, registry: ConnectionRegistry, configuration: ChargepathConfiguration, logger: Logger
+        client: PostgresClient, registry: ConnectionRegistry, configuration: ChargepathConfiguration, logger: Logger,
+        schemaReady: Gate = Gate(open: true)
     ) -> PostgresWorkflowEngine {
         let calls = LocalCallSender(registry: registry)
         return PostgresWorkflowEngine(
-            client: client, workflows: [AnyWorkflow(RemoteStartWorkflow())], configuration: configuration.workflows, logger: logger
+            client: client, workflows: [AnyWorkflow(RemoteStartWorkflow())], configuration: configuration.workflows, logger: logger,
+            schemaReady: schemaReady
         ) { chargePointID, action, payload in
             do {
                 return .answered(try await calls.call(chargePointID: chargePointID, action: action, payload: payload))

@@ -1,3 +1,4 @@
+public import Chargepath
 public import ChargepathWorkflows
 public import Foundation
 public import Logging
@@ -25,13 +26,18 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
         public var notConnectedGiveUp: Duration
         /// Calls out at once, per process.
         public var maximumCallsInFlight: Int
+        /// The longest one step's transaction may take before the worker gives up on it and tries
+        /// again (the step's row lock keeps a late commit and the retry from both applying).
+        public var stepTimeout: Duration
 
         public init(pollInterval: Duration = .milliseconds(100), callLease: Duration = .seconds(60),
-                    notConnectedGiveUp: Duration = .seconds(300), maximumCallsInFlight: Int = 64) {
+                    notConnectedGiveUp: Duration = .seconds(300), maximumCallsInFlight: Int = 64,
+                    stepTimeout: Duration = .seconds(15)) {
             self.pollInterval = pollInterval
             self.callLease = callLease
             self.notConnectedGiveUp = notConnectedGiveUp
             self.maximumCallsInFlight = maximumCallsInFlight
+            self.stepTimeout = stepTimeout
         }
     }
 
@@ -51,9 +57,11 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
     let configuration: Configuration
     let logger: Logger
     let now: @Sendable () -> Date
+    let schemaReady: Gate
 
     public init(
         client: PostgresClient, workflows: [AnyWorkflow], configuration: Configuration = .init(), logger: Logger,
+        schemaReady: Gate = Gate(open: true),
         now: @escaping @Sendable () -> Date = { Date() },
         caller: @escaping @Sendable (_ chargePointID: String, _ action: String, _ payload: JSONValue) async -> CallOutcome
     ) {
@@ -63,6 +71,7 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
         self.configuration = configuration
         self.logger = logger
         self.now = now
+        self.schemaReady = schemaReady
     }
 
     public var workflowNames: [String] { workflows.keys.sorted() }
@@ -194,13 +203,21 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
     // MARK: The worker
 
     public func run() async throws {
+        // The worker starts once the schema is in place (the node migrates before it serves).
+        do {
+            try await cancelWhenGracefulShutdown { try await self.schemaReady.wait() }
+        } catch {
+            return
+        }
         let inFlight = CallCounter()
         await withDiscardingTaskGroup { group in
             while !Task.isShuttingDownGracefully, !Task.isCancelled {
                 var worked = false
                 do {
-                    worked = try await stepOnce()
-                    if inFlight.value < configuration.maximumCallsInFlight, let call = try await claimCall() {
+                    // Each database round is bounded and ends at shutdown, even while it waits for a
+                    // pool connection (a wait the driver does not end on cancellation).
+                    worked = try await bounded { try await self.stepOnce() }
+                    if inFlight.value < configuration.maximumCallsInFlight, let call = try await bounded({ try await self.claimCall() }) {
                         worked = true
                         inFlight.add(1)
                         group.addTask {
@@ -208,6 +225,8 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
                             inFlight.add(-1)
                         }
                     }
+                } catch where Task.isShuttingDownGracefully || Task.isCancelled {
+                    break
                 } catch {
                     // The database went away mid-step: the transaction rolled back; try again shortly.
                     logger.warning("A workflow step failed; it will be retried", metadata: ["error": "\(String(reflecting: error))"])
@@ -220,6 +239,14 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
                     }
                 }
             }
+        }
+    }
+
+    /// Runs one database round with the step time limit; returns early at graceful shutdown.
+    private func bounded<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+        let limit = configuration.stepTimeout
+        return try await cancelWhenGracefulShutdown {
+            try await withTimeLimit(limit, operation)
         }
     }
 

@@ -119,12 +119,18 @@ public struct ChargerSessions: Sendable {
     private func forget(_ id: ConnectionID, logger: Logger) async {
         let identity = registry.entry(id)?.identity
         registry.remove(id)
+        // Both are bounded: a socket's end (and so a shutdown) must not wait on the database for good.
         // Workflows hear of a disconnection only when no newer socket of this charger is open.
-        if let identity, registry.entry(for: identity) == nil {
-            await workflows?.chargerDisconnected(chargePointID: identity.id)
+        if let identity, registry.entry(for: identity) == nil, let workflows {
+            do {
+                try await withTimeLimit(.seconds(10)) { await workflows.chargerDisconnected(chargePointID: identity.id) }
+            } catch {
+                logger.warning("Could not tell workflows in time that a charger disconnected", metadata: ["error": "\(error)"])
+            }
         }
         do {
-            try await repository.close(id)
+            let repository = self.repository
+            try await withTimeLimit(.seconds(10)) { try await repository.close(id) }
         } catch {
             // The sweeper removes the row once this node's heartbeat or the row's expiry lapses.
             logger.warning("Could not delete a closed connection's row; the sweeper will", metadata: ["error": "\(error)"])

@@ -61,11 +61,13 @@ public struct NodeService: Service {
             } catch {
                 break
             }
-            await beat()
+            // Bounded: a database round that never ends (a pool wait the driver does not end)
+            // must not stop the heartbeats for good; the next beat tries again.
+            await bounded("heartbeat") { await $0.beat() }
             sinceSweep += configuration.heartbeatInterval
             if sinceSweep >= configuration.sweepInterval {
                 sinceSweep = .zero
-                await sweep()
+                await bounded("sweep") { await $0.sweep() }
             }
         }
         do {
@@ -77,6 +79,17 @@ public struct NodeService: Service {
             logger.info("Node deregistered; its connection rows are gone")
         } catch {
             logger.warning("Could not deregister the node; other nodes will sweep it", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func bounded(_ what: String, _ work: @escaping @Sendable (NodeService) async -> Void) async {
+        let service = self
+        do {
+            try await cancelWhenGracefulShutdown {
+                try await withTimeLimit(max(service.configuration.heartbeatInterval * 3, .seconds(10))) { await work(service) }
+            }
+        } catch {
+            logger.warning("A \(what) took too long or was interrupted; trying again later", metadata: ["error": "\(error)"])
         }
     }
 

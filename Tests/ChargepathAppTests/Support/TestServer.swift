@@ -20,6 +20,7 @@ struct TestServer: Sendable {
     static func with<T: Sendable>(
         database: DatabaseEndpoint? = nil,
         configure: (inout ChargepathConfiguration) -> Void = { _ in },
+        logger: Logger = TestDatabase.logger,
         _ body: @Sendable (TestServer) async throws -> T
     ) async throws -> T {
         let resolved: DatabaseEndpoint
@@ -37,12 +38,12 @@ struct TestServer: Sendable {
         configure(&configuration)
         let (started, startedContinuation) = AsyncStream.makeStream(of: ChargepathApp.Running.self)
         let services = try ChargepathApp.makeServices(
-            configuration: configuration, database: database, apiToken: configuration.apiToken ?? token, logger: TestDatabase.logger
+            configuration: configuration, database: database, apiToken: configuration.apiToken ?? token, logger: logger
         ) { running in
             startedContinuation.yield(running)
             startedContinuation.finish()
         }
-        let group = ServiceGroup(configuration: .init(services: services.map { .init(service: $0) }, logger: TestDatabase.logger))
+        let group = ServiceGroup(configuration: .init(services: services.map { .init(service: $0) }, logger: logger))
         return try await withThrowingTaskGroup(of: T?.self) { tasks in
             tasks.addTask {
                 try await group.run()
