@@ -118,7 +118,7 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "OCPPCoreTests", dependencies: ["OCPPCore"], swiftSettings: swiftSettings),
-        .testTarget(name: "ChargepathWorkflowsTests", dependencies: ["ChargepathWorkflows", "OCPPCore"], swiftSettings: swiftSettings),
+        .testTarget(name: "ChargepathWorkflowsTests", dependencies: ["ChargepathWorkflows", "Chargepath", "OCPPCore"], swiftSettings: swiftSettings),
         .testTarget(name: "OCPP16Tests", dependencies: ["OCPP16", "OCPPCore"], swiftSettings: swiftSettings),
         .testTarget(
             name: "ChargePointSimulatorTests",

@@ -36,18 +36,34 @@ public struct ChargePointCredentials: Sendable, Equatable {
     }
 }
 
+/// One configuration key an operator set for a charger, or for all.
+public struct ConfigurationSetting: Sendable, Equatable, Codable {
+    public var key: String
+    public var value: String
+    public var updatedAt: Date
+
+    public init(key: String, value: String, updatedAt: Date) {
+        self.key = key
+        self.value = value
+        self.updatedAt = updatedAt
+    }
+}
+
 /// One entry of the authorization list.
 public struct IdTagRecord: Sendable, Equatable, Codable {
     public var idTag: String
     public var status: AuthorizationStatus
     public var expiryDate: Date?
     public var parentIdTag: String?
+    /// Limits every charging session of this tag gets (none when nil).
+    public var sessionLimits: SessionLimits?
 
-    public init(idTag: String, status: AuthorizationStatus, expiryDate: Date?, parentIdTag: String?) {
+    public init(idTag: String, status: AuthorizationStatus, expiryDate: Date?, parentIdTag: String?, sessionLimits: SessionLimits? = nil) {
         self.idTag = idTag
         self.status = status
         self.expiryDate = expiryDate
         self.parentIdTag = parentIdTag
+        self.sessionLimits = sessionLimits
     }
 }
 
@@ -106,6 +122,12 @@ public protocol ManagementStore: Sendable {
     /// Id tags in order, after `after` (keyset pagination).
     func idTags(after: String?, limit: Int) async throws -> [IdTagRecord]
     func deleteIdTag(_ idTag: String) async throws -> Bool
+
+    /// Configuration pushed to chargers after an Accepted boot; `scope` is a charge point id, or
+    /// `*` for every charger (a charger's own value for a key wins).
+    func putConfiguration(scope: String, key: String, value: String, at: Date) async throws -> Bool
+    func deleteConfiguration(scope: String, key: String) async throws -> Bool
+    func configuration(scope: String) async throws -> [ConfigurationSetting]
 
     func recordCall(_ record: ChargerCallRecord) async throws
     func finishCall(id: String, state: ChargerCallRecord.State, response: JSONValue?, error: JSONValue?, at: Date) async throws

@@ -93,7 +93,10 @@ public enum ChargepathApp {
         let migrations = MigrationRunner()
         let ports = PortCollector(nodeID: nodeID, onRunning: onRunning)
 
-        let store = PostgresCentralSystemStore(client: client, logger: logger)
+        let store = PostgresCentralSystemStore(
+            client: client, logger: logger, provisionOnBoot: configuration.provisionOnBoot,
+            sessionInterruptGraceSeconds: configuration.sessionInterruptGraceSeconds
+        )
         let schemaReady = Gate()
         let workflows = makeWorkflowEngine(
             client: client, registry: registry, configuration: configuration, logger: logger, schemaReady: schemaReady
@@ -169,7 +172,7 @@ public enum ChargepathApp {
     ) -> PostgresWorkflowEngine {
         let calls = LocalCallSender(registry: registry)
         return PostgresWorkflowEngine(
-            client: client, workflows: [AnyWorkflow(RemoteStartWorkflow())], configuration: configuration.workflows, logger: logger,
+            client: client, workflows: [AnyWorkflow(RemoteStartWorkflow()), AnyWorkflow(ChargingSessionWorkflow()), AnyWorkflow(ProvisioningWorkflow())], configuration: configuration.workflows, logger: logger,
             schemaReady: schemaReady
         ) { chargePointID, action, payload in
             do {

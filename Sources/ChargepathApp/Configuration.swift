@@ -33,6 +33,12 @@ public struct ChargepathConfiguration: Sendable {
     public var maximumStartupBackoff: Duration
     /// How long one attempt to reach and migrate the database may take before it counts as failed.
     public var startupAttemptTimeout: Duration
+    /// Whether an Accepted BootNotification starts a Provisioning workflow (the configuration
+    /// set for the charger, then a TriggerMessage for its statuses). `--no-provisioning` turns it off.
+    public var provisionOnBoot: Bool = true
+    /// How long a ChargingSession waits for a StopTransaction after its connector went Available
+    /// before it closes the transaction as interrupted.
+    public var sessionInterruptGraceSeconds: Int = 60
 
     public init(
         dataDirectory: URL = URL(fileURLWithPath: ".chargepath", isDirectory: true),

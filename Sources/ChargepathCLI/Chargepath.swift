@@ -66,6 +66,10 @@ struct Serve: AsyncParsableCommand {
     var callTimeout: Int = 30
     @Option(help: "Seconds a workflow's call to a charger is leased to one worker; after a crash it is sent again once the lease runs out.")
     var workflowCallLease: Int = 60
+    @Flag(help: "Do not start a Provisioning workflow (configuration push and TriggerMessage) after each Accepted boot.")
+    var noProvisioning = false
+    @Option(help: "Seconds a charging session waits for a StopTransaction after its connector went Available, before it closes the transaction as interrupted.")
+    var interruptGrace: Int = 60
 
     func run() async throws {
         LoggingSystem.bootstrap { label in
@@ -96,6 +100,9 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError("--workflow-call-lease must be longer than --call-timeout, or a slow answer would be sent twice.")
         }
         configuration.workflows.callLease = .seconds(workflowCallLease)
+        configuration.provisionOnBoot = !noProvisioning
+        guard interruptGrace >= 0 else { throw ValidationError("--interrupt-grace must be 0 or more seconds.") }
+        configuration.sessionInterruptGraceSeconds = interruptGrace
         if requireSubprotocol {
             configuration.gateway.handshake.versionWhenNoneOffered = nil
         }

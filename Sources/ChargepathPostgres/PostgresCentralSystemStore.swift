@@ -9,15 +9,20 @@ public import PostgresNIO
 public struct PostgresCentralSystemStore: CentralSystemStore {
     let client: PostgresClient
     let logger: Logger
+    let provisionOnBoot: Bool
+    let sessionInterruptGraceSeconds: Int
 
-    public init(client: PostgresClient, logger: Logger) {
+    public init(client: PostgresClient, logger: Logger, provisionOnBoot: Bool = true, sessionInterruptGraceSeconds: Int = 60) {
         self.client = client
         self.logger = logger
+        self.provisionOnBoot = provisionOnBoot
+        self.sessionInterruptGraceSeconds = sessionInterruptGraceSeconds
     }
 
     public func recordBoot(chargePointID: String, _ request: BootNotificationRequest, at date: Date) async throws -> RegistrationStatus {
         let rows = try await client.query(
             """
+            WITH booted AS (
             INSERT INTO charge_points (charge_point_id, vendor, model, serial_number, charge_box_serial_number,
                 firmware_version, iccid, imsi, meter_type, meter_serial_number, last_boot_at, last_seen_at)
             VALUES (\(chargePointID), \(request.chargePointVendor), \(request.chargePointModel), \(request.chargePointSerialNumber),
@@ -30,6 +35,25 @@ public struct PostgresCentralSystemStore: CentralSystemStore {
                 meter_serial_number = EXCLUDED.meter_serial_number, last_boot_at = EXCLUDED.last_boot_at,
                 last_seen_at = EXCLUDED.last_seen_at
             RETURNING registration_status
+            ),
+            provisioning AS (
+                -- An Accepted boot starts a Provisioning in this same commit, with the configuration
+                -- set for this charger or for all ('*'); the charger's own value for a key wins.
+                INSERT INTO workflow_starts (execution_id, workflow, input, created_at)
+                SELECT 'provision-' || \(chargePointID)::text || '-' || \(Int64((date.timeIntervalSince1970 * 1000).rounded()))::bigint,
+                    'Provisioning', jsonb_build_object(
+                        'chargePointId', \(chargePointID)::text,
+                        'configuration', coalesce((
+                            SELECT jsonb_agg(jsonb_build_object('key', c.key, 'value', c.value) ORDER BY c.key) FROM (
+                                SELECT DISTINCT ON (key) key, value FROM charger_configuration
+                                WHERE scope IN ('*', \(chargePointID)::text) ORDER BY key, scope = '*'
+                            ) c
+                        ), '[]'::jsonb)
+                    ), \(date)
+                FROM booted b WHERE b.registration_status = 'Accepted' AND \(provisionOnBoot)::boolean
+                ON CONFLICT (execution_id) DO NOTHING
+            )
+            SELECT registration_status FROM booted
             """,
             logger: logger
         )
@@ -101,6 +125,26 @@ public struct PostgresCentralSystemStore: CentralSystemStore {
                     \(request.timestamp), \(request.reservationId), \(receivedAt))
                 ON CONFLICT ON CONSTRAINT transactions_start_key DO NOTHING
                 RETURNING transaction_id, false AS retry
+            ),
+            session AS (
+                -- Every new transaction gets a ChargingSession, started in this same commit. Its limits:
+                -- the id tag's, overridden field by field by those of a RemoteStart waiting on this connector.
+                INSERT INTO workflow_starts (execution_id, workflow, input, created_at)
+                SELECT 'session-' || i.transaction_id, 'ChargingSession', jsonb_build_object(
+                    'chargePointId', \(chargePointID)::text, 'connectorId', \(request.connectorId)::integer,
+                    'transactionId', i.transaction_id, 'idTag', \(request.idTag)::text, 'meterStart', \(request.meterStart)::integer,
+                    'limits', coalesce((SELECT session_limits FROM id_tags WHERE lower(id_tag) = lower(\(request.idTag))), '{}'::jsonb)
+                        || coalesce((
+                            SELECT e.input->'limits' FROM workflow_executions e
+                            WHERE e.status = 'RUNNING' AND e.workflow = 'RemoteStart' AND jsonb_typeof(e.input->'limits') = 'object'
+                              AND e.waiting_for @> jsonb_build_array(jsonb_build_object(
+                                  'chargePointID', \(chargePointID)::text, 'action', 'StartTransaction', 'connectorID', \(request.connectorId)::integer))
+                            ORDER BY e.created_at DESC LIMIT 1
+                        ), '{}'::jsonb),
+                    'interruptGraceSeconds', \(sessionInterruptGraceSeconds)::integer
+                ), \(receivedAt)
+                FROM inserted i
+                ON CONFLICT (execution_id) DO NOTHING
             )
             SELECT transaction_id, retry FROM inserted
             UNION ALL
@@ -127,18 +171,20 @@ public struct PostgresCentralSystemStore: CentralSystemStore {
         try await client.withTransaction(logger: logger) { connection in
             let rows = try await connection.query(
                 """
-                SELECT charge_point_id, connector_id, meter_stop, stopped_at FROM transactions
+                SELECT charge_point_id, connector_id, meter_stop, stopped_at, stop_reason FROM transactions
                 WHERE transaction_id = \(request.transactionId) FOR UPDATE
                 """,
                 logger: logger
             )
-            var found: (String, Int, Int?, Date?)?
-            for try await row in rows.decode((String, Int, Int?, Date?).self) { found = row }
+            var found: (String, Int, Int?, Date?, String?)?
+            for try await row in rows.decode((String, Int, Int?, Date?, String?).self) { found = row }
             let outcome: StopOutcome
             var connectorID = 0
-            if let (owner, connector, meterStop, stoppedAt) = found, owner == chargePointID {
+            if let (owner, connector, meterStop, stoppedAt, stopReason) = found, owner == chargePointID {
                 connectorID = connector
-                if meterStop == nil {
+                // A transaction the central system closed as interrupted takes the charger's own
+                // StopTransaction when it comes after all: the charger's figures are the real ones.
+                if meterStop == nil || stopReason == "Interrupted" {
                     try await connection.query(
                         """
                         UPDATE transactions SET meter_stop = \(request.meterStop), stopped_at = \(request.timestamp),

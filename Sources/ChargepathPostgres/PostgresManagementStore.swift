@@ -57,10 +57,11 @@ public struct PostgresManagementStore: ManagementStore {
     public func putIdTag(_ record: IdTagRecord, at date: Date) async throws -> Bool {
         let rows = try await client.query(
             """
-            INSERT INTO id_tags (id_tag, status, expiry_date, parent_id_tag, updated_at)
-            VALUES (\(record.idTag), \(record.status.rawValue), \(record.expiryDate), \(record.parentIdTag), \(date))
+            INSERT INTO id_tags (id_tag, status, expiry_date, parent_id_tag, session_limits, updated_at)
+            VALUES (\(record.idTag), \(record.status.rawValue), \(record.expiryDate), \(record.parentIdTag),
+                \(try record.sessionLimits.map { try JSONValue(encoding: $0).serialized() })::jsonb, \(date))
             ON CONFLICT ((lower(id_tag))) DO UPDATE SET id_tag = EXCLUDED.id_tag, status = EXCLUDED.status, expiry_date = EXCLUDED.expiry_date,
-                parent_id_tag = EXCLUDED.parent_id_tag, updated_at = EXCLUDED.updated_at
+                parent_id_tag = EXCLUDED.parent_id_tag, session_limits = EXCLUDED.session_limits, updated_at = EXCLUDED.updated_at
             RETURNING (xmax = 0)
             """,
             logger: logger
@@ -71,22 +72,54 @@ public struct PostgresManagementStore: ManagementStore {
 
     public func idTag(_ idTag: String) async throws -> IdTagRecord? {
         let rows = try await client.query(
-            "SELECT id_tag, status, expiry_date, parent_id_tag FROM id_tags WHERE lower(id_tag) = lower(\(idTag))", logger: logger
+            "SELECT id_tag, status, expiry_date, parent_id_tag, session_limits::text FROM id_tags WHERE lower(id_tag) = lower(\(idTag))", logger: logger
         )
-        for try await row in rows.decode((String, String, Date?, String?).self) { return Self.idTagRecord(row) }
+        for try await row in rows.decode((String, String, Date?, String?, String?).self) { return Self.idTagRecord(row) }
         return nil
     }
 
     public func idTags(after: String?, limit: Int) async throws -> [IdTagRecord] {
         let rows = try await client.query(
             """
-            SELECT id_tag, status, expiry_date, parent_id_tag FROM id_tags
+            SELECT id_tag, status, expiry_date, parent_id_tag, session_limits::text FROM id_tags
             WHERE \(after)::text IS NULL OR id_tag > \(after) ORDER BY id_tag LIMIT \(limit)
             """,
             logger: logger
         )
         var result: [IdTagRecord] = []
-        for try await row in rows.decode((String, String, Date?, String?).self) { result.append(Self.idTagRecord(row)) }
+        for try await row in rows.decode((String, String, Date?, String?, String?).self) { result.append(Self.idTagRecord(row)) }
+        return result
+    }
+
+    public func putConfiguration(scope: String, key: String, value: String, at date: Date) async throws -> Bool {
+        let rows = try await client.query(
+            """
+            INSERT INTO charger_configuration (scope, key, value, updated_at) VALUES (\(scope), \(key), \(value), \(date))
+            ON CONFLICT (scope, key) DO UPDATE SET value = EXCLUDED.value, updated_at = EXCLUDED.updated_at
+            RETURNING (xmax = 0)
+            """,
+            logger: logger
+        )
+        for try await created in rows.decode(Bool.self) { return created }
+        return false
+    }
+
+    public func deleteConfiguration(scope: String, key: String) async throws -> Bool {
+        let rows = try await client.query(
+            "DELETE FROM charger_configuration WHERE scope = \(scope) AND key = \(key) RETURNING key", logger: logger
+        )
+        for try await _ in rows.decode(String.self) { return true }
+        return false
+    }
+
+    public func configuration(scope: String) async throws -> [ConfigurationSetting] {
+        let rows = try await client.query(
+            "SELECT key, value, updated_at FROM charger_configuration WHERE scope = \(scope) ORDER BY key", logger: logger
+        )
+        var result: [ConfigurationSetting] = []
+        for try await (key, value, at) in rows.decode((String, String, Date).self) {
+            result.append(ConfigurationSetting(key: key, value: value, updatedAt: at))
+        }
         return result
     }
 
@@ -96,8 +129,11 @@ public struct PostgresManagementStore: ManagementStore {
         return false
     }
 
-    static func idTagRecord(_ row: (String, String, Date?, String?)) -> IdTagRecord {
-        IdTagRecord(idTag: row.0, status: AuthorizationStatus(rawValue: row.1) ?? .invalid, expiryDate: row.2, parentIdTag: row.3)
+    static func idTagRecord(_ row: (String, String, Date?, String?, String?)) -> IdTagRecord {
+        IdTagRecord(
+            idTag: row.0, status: AuthorizationStatus(rawValue: row.1) ?? .invalid, expiryDate: row.2, parentIdTag: row.3,
+            sessionLimits: row.4.flatMap { try? JSONValue.parse($0).decode(SessionLimits.self) }
+        )
     }
 
     // MARK: Command audit trail

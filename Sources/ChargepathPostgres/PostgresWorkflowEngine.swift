@@ -148,6 +148,16 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
         return .cancelled
     }
 
+    public func signal(id: String, name: String, payload: JSONValue) async throws -> WorkflowSignalResult {
+        let rows = try await client.query("SELECT status FROM workflow_executions WHERE id = \(id)", logger: logger)
+        var status: String?
+        for try await value in rows.decode(String.self) { status = value }
+        guard let status else { return .notFound }
+        guard status == "RUNNING" else { return .alreadyFinished }
+        try await deliver(.signal(name: name, payload: payload), to: id)
+        return .delivered
+    }
+
     /// Sends an operator signal to an execution.
     public func deliver(_ event: WorkflowEvent, to id: String) async throws {
         let date = now()
@@ -216,7 +226,8 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
                 do {
                     // Each database round is bounded and ends at shutdown, even while it waits for a
                     // pool connection (a wait the driver does not end on cancellation).
-                    worked = try await bounded { try await self.stepOnce() }
+                    worked = try await bounded { try await self.startOnce() }
+                    worked = try await bounded { try await self.stepOnce() } || worked
                     if inFlight.value < configuration.maximumCallsInFlight, let call = try await bounded({ try await self.claimCall() }) {
                         worked = true
                         inFlight.add(1)
@@ -247,6 +258,63 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
         let limit = configuration.stepTimeout
         return try await cancelWhenGracefulShutdown {
             try await withTimeLimit(limit, operation)
+        }
+    }
+
+    /// Starts one execution that a charger message asked for (a row of `workflow_starts`, written
+    /// with the message's data). Returns false when there was none. Input a workflow refuses, or a
+    /// workflow this build lacks, gives a FAILED execution that says why.
+    func startOnce() async throws -> Bool {
+        try await client.withTransaction(logger: logger) { connection in
+            let rows = try await connection.query(
+                """
+                DELETE FROM workflow_starts WHERE id = (
+                    SELECT id FROM workflow_starts ORDER BY id FOR UPDATE SKIP LOCKED LIMIT 1
+                )
+                RETURNING execution_id, workflow, input::text
+                """,
+                logger: logger
+            )
+            var claimed: (String, String, String)?
+            for try await row in rows.decode((String, String, String).self) { claimed = row }
+            guard let (id, name, inputText) = claimed else { return false }
+            let input = (try? JSONValue.parse(inputText)) ?? .emptyObject
+            let date = now()
+            let transition: StoredTransition
+            var failure: JSONValue?
+            if let workflow = workflows[name] {
+                do {
+                    transition = try workflow.start(input: input, now: date)
+                } catch let error as WorkflowInputError {
+                    transition = StoredTransition(state: .null, commands: [], waitingFor: [], outcome: nil, note: "Input refused")
+                    failure = ["reason": "BadInput", "detail": ["field": .string(error.field), "problem": .string(error.problem)]]
+                } catch {
+                    transition = StoredTransition(state: .null, commands: [], waitingFor: [], outcome: nil, note: "Input refused")
+                    failure = ["reason": "BadInput", "detail": .string("\(error)")]
+                }
+            } else {
+                transition = StoredTransition(state: .null, commands: [], waitingFor: [], outcome: nil, note: "Unknown workflow")
+                failure = ["reason": "UnknownWorkflow", "detail": .string("no workflow '\(name)' in this build")]
+            }
+            let inserted = try await connection.query(
+                """
+                INSERT INTO workflow_executions (id, workflow, version, charge_point_id, input, state, status, created_at, updated_at)
+                VALUES (\(id), \(name), \(workflows[name]?.version ?? 0), \(input["chargePointId"]?.stringValue), \(inputText)::jsonb,
+                    \(transition.state.serialized())::jsonb, 'RUNNING', \(date), \(date))
+                ON CONFLICT (id) DO NOTHING RETURNING id
+                """,
+                logger: logger
+            )
+            var isNew = false
+            for try await _ in inserted.decode(String.self) { isNew = true }
+            guard isNew else { return true }  // Already started (the same message, handled twice).
+            try await self.history(id, "started", ["input": input, "by": "charger message"], at: date, on: connection)
+            if let failure {
+                try await self.finish(id, status: "FAILED", output: nil, error: failure, at: date, on: connection)
+            } else {
+                try await self.apply(transition, to: id, at: date, on: connection)
+            }
+            return true
         }
     }
 
@@ -312,6 +380,9 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
                 )
             case .setTimer(let name, let due):
                 try await connection.query(
+                    "DELETE FROM workflow_inbox WHERE execution_id = \(id) AND timer_name = \(name)", logger: logger
+                )
+                try await connection.query(
                     """
                     INSERT INTO workflow_inbox (execution_id, event, timer_name, available_at, created_at)
                     VALUES (\(id), \(try Self.json(WorkflowEvent.timerFired(name: name)))::jsonb, \(name), \(due), \(date))
@@ -321,6 +392,26 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
             case .cancelTimer(let name):
                 try await connection.query(
                     "DELETE FROM workflow_inbox WHERE execution_id = \(id) AND timer_name = \(name)", logger: logger
+                )
+            case .closeTransaction(let transactionID, let reason):
+                // The last whole-meter energy register reading recorded for the transaction (Wh),
+                // else its meter start; only a transaction still open is closed.
+                try await connection.query(
+                    """
+                    UPDATE transactions t SET
+                        meter_stop = coalesce((
+                            SELECT round(CASE WHEN m.unit = 'kWh' THEN m.value::numeric * 1000 ELSE m.value::numeric END)::integer
+                            FROM meter_values m
+                            WHERE m.transaction_id = t.transaction_id
+                              AND coalesce(m.measurand, 'Energy.Active.Import.Register') = 'Energy.Active.Import.Register'
+                              AND m.phase IS NULL AND coalesce(m.format, 'Raw') = 'Raw'
+                              AND m.value ~ '^-?[0-9]+(\\.[0-9]+)?$'
+                            ORDER BY m.sampled_at DESC, m.id DESC LIMIT 1
+                        ), t.meter_start),
+                        stopped_at = \(date), stop_reason = \(reason), received_stop_at = \(date)
+                    WHERE t.transaction_id = \(transactionID) AND t.meter_stop IS NULL
+                    """,
+                    logger: logger
                 )
             }
             try await history(id, "command", try JSONValue(encoding: command), at: date, on: connection)

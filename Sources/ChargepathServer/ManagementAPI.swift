@@ -130,7 +130,8 @@ public struct ManagementAPI: Sendable {
             }
             let expiry = try Self.optionalDate(body["expiryDate"], field: "expiryDate")
             let parent = try Self.optionalString(body["parentIdTag"], field: "parentIdTag", maxLength: 20)
-            let record = IdTagRecord(idTag: idTag, status: status, expiryDate: expiry, parentIdTag: parent)
+            let limits = try Self.sessionLimits(body["sessionLimits"], field: "sessionLimits")
+            let record = IdTagRecord(idTag: idTag, status: status, expiryDate: expiry, parentIdTag: parent, sessionLimits: limits)
             let created = try await store.putIdTag(record, at: Date())
             return try Response.json(record, status: created ? .created : .ok)
         }
@@ -151,6 +152,25 @@ public struct ManagementAPI: Sendable {
             let tags = try await store.idTags(after: after, limit: limit)
             let next = tags.count == limit ? tags.last?.idTag : nil
             return try Response.json(IdTagPage(idTags: tags, nextCursor: next))
+        }
+        // Configuration pushed after an Accepted boot: for every charger, or for one.
+        group.put("api/v1/configuration/:key") { request, context in
+            try await putConfiguration(scope: "*", request, context)
+        }
+        group.get("api/v1/configuration") { _, _ in
+            try await configurationList(scope: "*")
+        }
+        group.delete("api/v1/configuration/:key") { _, context in
+            try await deleteConfiguration(scope: "*", context)
+        }
+        group.put("api/v1/charge-points/:chargePointId/configuration/:key") { request, context in
+            try await putConfiguration(scope: try Self.chargePointID(context), request, context)
+        }
+        group.get("api/v1/charge-points/:chargePointId/configuration") { _, context in
+            try await configurationList(scope: try Self.chargePointID(context))
+        }
+        group.delete("api/v1/charge-points/:chargePointId/configuration/:key") { _, context in
+            try await deleteConfiguration(scope: try Self.chargePointID(context), context)
         }
         group.post("api/v1/charge-points/:chargePointId/calls/:action") { request, context in
             try await sendCommand(request, context)
@@ -173,6 +193,43 @@ public struct ManagementAPI: Sendable {
             }
             throw HTTPError(.notFound, message: "No execution '\(id.prefix(64))'.")
         }
+    }
+
+    static func configurationKey(_ context: BasicRequestContext) throws -> String {
+        let key = try context.parameters.require("key")
+        // ChangeConfiguration.req: key is CiString50.
+        guard (1...50).contains(key.count), key.unicodeScalars.allSatisfy({ $0.value >= 0x21 && $0.value <= 0x7E }) else {
+            throw HTTPError(.badRequest, message: "A configuration key is 1 to 50 printable ASCII characters (OCPP CiString50).")
+        }
+        return key
+    }
+
+    private func putConfiguration(scope: String, _ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let key = try Self.configurationKey(context)
+        let body = try await Self.jsonObject(request, maxSize: maxBodySize)
+        guard let value = body["value"]?.stringValue, value.count <= 500 else {
+            throw HTTPError(.badRequest, message: "value must be a string of at most 500 characters (OCPP CiString500), e.g. {\"value\": \"60\"}.")
+        }
+        let date = Date()
+        let created = try await store.putConfiguration(scope: scope, key: key, value: value, at: date)
+        return try Response.json(ConfigurationSetting(key: key, value: value, updatedAt: date), status: created ? .created : .ok)
+    }
+
+    private func configurationList(scope: String) async throws -> Response {
+        let settings = try await store.configuration(scope: scope)
+        let list: JSONValue = [
+            "scope": .string(scope),
+            "configuration": .array(settings.map { ["key": .string($0.key), "value": .string($0.value), "updatedAt": .string(OCPP16DateTime.format($0.updatedAt))] }),
+        ]
+        return Response.rawJSON(list.serialized(), status: .ok)
+    }
+
+    private func deleteConfiguration(scope: String, _ context: BasicRequestContext) async throws -> HTTPResponse.Status {
+        let key = try Self.configurationKey(context)
+        guard try await store.deleteConfiguration(scope: scope, key: key) else {
+            throw HTTPError(.notFound, message: "No configuration key '\(key)' set for \(scope == "*" ? "all chargers" : scope).")
+        }
+        return .noContent
     }
 
     private func putChargePoint(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
@@ -340,6 +397,33 @@ public struct ManagementAPI: Sendable {
         case nil, .null?: return nil
         case .string(let text)? where text.count <= maxLength: return text
         default: throw HTTPError(.badRequest, message: "\(field) must be a string of at most \(maxLength) characters.")
+        }
+    }
+
+    /// Session limits: an object with optional positive whole numbers maxEnergyWh,
+    /// maxDurationSeconds and maxIdleSeconds; null or absent means none.
+    static func sessionLimits(_ value: JSONValue?, field: String) throws -> SessionLimits? {
+        switch value {
+        case nil, .null?: return nil
+        case .object(let object)?:
+            let known = ["maxEnergyWh", "maxDurationSeconds", "maxIdleSeconds"]
+            if let unknown = object.keys.first(where: { !known.contains($0) }) {
+                throw HTTPError(.badRequest, message: "\(field).\(unknown) is not a session limit; use \(known.joined(separator: ", ")).")
+            }
+            var numbers: [String: Int] = [:]
+            for key in known {
+                switch object[key] {
+                case nil, .null?: continue
+                case .integer(let number)? where number >= 1 && number <= Int64(Int32.max): numbers[key] = Int(number)
+                default: throw HTTPError(.badRequest, message: "\(field).\(key) must be a whole number from 1 to \(Int32.max).")
+                }
+            }
+            let limits = SessionLimits(
+                maxEnergyWh: numbers["maxEnergyWh"], maxDurationSeconds: numbers["maxDurationSeconds"], maxIdleSeconds: numbers["maxIdleSeconds"]
+            )
+            return limits.isEmpty ? nil : limits
+        default:
+            throw HTTPError(.badRequest, message: "\(field) must be an object like {\"maxEnergyWh\": 20000}.")
         }
     }
 

@@ -190,7 +190,7 @@ final class OCPP16Session: ChargerSession {
         }
     }
 
-    static let actionsWorkflowsWaitFor: Set<String> = ["BootNotification", "StartTransaction", "StopTransaction", "StatusNotification"]
+    static let actionsWorkflowsWaitFor: Set<String> = ["BootNotification", "StartTransaction", "StopTransaction", "StatusNotification", "MeterValues"]
 
     private static func error(_ id: String, _ code: OCPPErrorCode, _ description: String) -> OCPPFrame {
         .callError(id: id, code: code, description: description, details: .emptyObject, version: .ocpp16)

@@ -72,6 +72,18 @@ public struct WorkflowAPI: Sendable {
             case .notFound: throw HTTPError(.notFound, message: "No execution '\(id.prefix(64))'.")
             }
         }
+        group.post("api/v1/executions/:executionId/signals/:signal") { request, context in
+            let id = try context.parameters.require("executionId")
+            let name = try context.parameters.require("signal")
+            guard (1...64).contains(name.utf8.count) else { throw HTTPError(.badRequest, message: "A signal name is 1 to 64 characters.") }
+            let payload = JSONValue.object(try await ManagementAPI.jsonObject(request, maxSize: maxBodySize))
+            if name == "limits" { _ = try ManagementAPI.sessionLimits(payload, field: "limits") }
+            switch try await engine.signal(id: id, name: name, payload: payload) {
+            case .delivered: return Response.rawJSON((["executionId": .string(id), "signal": .string(name)] as JSONValue).serialized(), status: .accepted)
+            case .alreadyFinished: throw HTTPError(.conflict, message: "Execution \(id) has already finished.")
+            case .notFound: throw HTTPError(.notFound, message: "No execution '\(id.prefix(64))'.")
+            }
+        }
     }
 }
 

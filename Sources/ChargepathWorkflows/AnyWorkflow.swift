@@ -8,6 +8,14 @@ public struct StoredTransition: Sendable, Equatable {
     public var waitingFor: [MessageFilter]
     public var outcome: WorkflowOutcome?
     public var note: String
+
+    public init(state: JSONValue, commands: [WorkflowCommand], waitingFor: [MessageFilter], outcome: WorkflowOutcome?, note: String) {
+        self.state = state
+        self.commands = commands
+        self.waitingFor = waitingFor
+        self.outcome = outcome
+        self.note = note
+    }
 }
 
 /// A workflow definition with its types erased to JSON, so the runner can hold them in one table.

@@ -1,3 +1,4 @@
+public import Chargepath
 public import Foundation
 public import OCPPCore
 
@@ -15,12 +16,16 @@ public struct RemoteStartWorkflow: WorkflowDefinition {
         public var idTag: String
         /// Seconds to wait for the car after Accepted (the charger's ConnectionTimeOut; default 60).
         public var connectionTimeout: Int?
+        /// Limits for the session this start leads to (its ChargingSession enforces them; they win
+        /// over the id tag's, field by field).
+        public var limits: SessionLimits?
 
-        public init(chargePointId: String, connectorId: Int, idTag: String, connectionTimeout: Int? = nil) {
+        public init(chargePointId: String, connectorId: Int, idTag: String, connectionTimeout: Int? = nil, limits: SessionLimits? = nil) {
             self.chargePointId = chargePointId
             self.connectorId = connectorId
             self.idTag = idTag
             self.connectionTimeout = connectionTimeout
+            self.limits = limits
         }
     }
 
@@ -37,14 +42,13 @@ public struct RemoteStartWorkflow: WorkflowDefinition {
     public init() {}
 
     public func start(_ input: Input, now: Date) throws(WorkflowInputError) -> WorkflowTransition<State> {
-        guard !input.chargePointId.isEmpty, input.chargePointId.count <= 48 else {
-            throw WorkflowInputError(field: "chargePointId", problem: "must be 1 to 48 characters")
-        }
-        guard input.connectorId >= 1 else { throw WorkflowInputError(field: "connectorId", problem: "must be 1 or more") }
-        guard (1...20).contains(input.idTag.count) else { throw WorkflowInputError(field: "idTag", problem: "must be 1 to 20 characters") }
+        try WorkflowInputError.checkChargePoint(input.chargePointId)
+        try WorkflowInputError.checkConnector(input.connectorId)
+        try WorkflowInputError.checkIdTag(input.idTag)
         if let timeout = input.connectionTimeout, !(1...3600).contains(timeout) {
             throw WorkflowInputError(field: "connectionTimeout", problem: "must be 1 to 3600 seconds")
         }
+        if let (field, problem) = input.limits?.problem() { throw WorkflowInputError(field: "limits." + field, problem: problem) }
         let payload: JSONValue = ["connectorId": .integer(Int64(input.connectorId)), "idTag": .string(input.idTag)]
         return WorkflowTransition(
             state: .requested(input),

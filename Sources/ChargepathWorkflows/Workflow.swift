@@ -21,8 +21,12 @@ public enum WorkflowCommand: Sendable, Equatable, Codable {
     /// Sends a CALL to a charger, at least once; `key` is stable across retries (the idempotency key)
     /// and names the answer event.
     case call(key: String, chargePointID: String, action: String, payload: JSONValue)
+    /// Sets the timer `name` (replacing a pending timer of that name).
     case setTimer(name: String, at: Date)
     case cancelTimer(name: String)
+    /// Closes a transaction the charger never stopped, with its last recorded energy reading
+    /// (domain data, written in the same database transaction as the step).
+    case closeTransaction(transactionId: Int, reason: String)
 }
 
 /// A charger message an execution waits for.
@@ -88,6 +92,19 @@ public struct WorkflowInputError: Error, Sendable, Equatable, CustomStringConver
         self.problem = problem
     }
     public var description: String { "\(field): \(problem)" }
+
+    /// The checks several workflows make on their input, with the same words.
+    static func checkChargePoint(_ id: String, field: String = "chargePointId") throws(WorkflowInputError) {
+        guard !id.isEmpty, id.count <= 48 else { throw WorkflowInputError(field: field, problem: "must be 1 to 48 characters") }
+    }
+
+    static func checkConnector(_ id: Int, field: String = "connectorId") throws(WorkflowInputError) {
+        guard id >= 1 else { throw WorkflowInputError(field: field, problem: "must be 1 or more") }
+    }
+
+    static func checkIdTag(_ tag: String, field: String = "idTag") throws(WorkflowInputError) {
+        guard (1...20).contains(tag.count) else { throw WorkflowInputError(field: field, problem: "must be 1 to 20 characters") }
+    }
 }
 
 /// A durable workflow: a state machine whose step function is pure. The runner persists every

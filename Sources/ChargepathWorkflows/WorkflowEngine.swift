@@ -44,6 +44,8 @@ public enum WorkflowStartError: Error, Sendable {
 
 public enum WorkflowCancelResult: Sendable { case cancelled, alreadyFinished, notFound }
 
+public enum WorkflowSignalResult: Sendable { case delivered, alreadyFinished, notFound }
+
 /// The port the operator API and the charger sessions use to reach the workflow engine.
 public protocol WorkflowEngine: Sendable {
     var workflowNames: [String] { get }
@@ -51,6 +53,8 @@ public protocol WorkflowEngine: Sendable {
     func execution(id: String) async throws -> WorkflowExecution?
     func executions(workflow: String?, chargePointID: String?, status: String?, limit: Int) async throws -> [WorkflowExecution]
     func cancel(id: String) async throws -> WorkflowCancelResult
+    /// Delivers an operator signal (`limits` to a ChargingSession, say) to a running execution.
+    func signal(id: String, name: String, payload: JSONValue) async throws -> WorkflowSignalResult
     /// A charger message was persisted and answered.
     func chargerMessage(chargePointID: String, action: String, request: JSONValue, response: JSONValue) async
     /// A charger's last connection to this node closed.

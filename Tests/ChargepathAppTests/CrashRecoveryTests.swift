@@ -20,7 +20,7 @@ final class ServerProcess: Sendable {
         let url = "postgres://\(database.username):\(database.password ?? "")@\(database.host):\(database.port)/\(database.database)"
         child = try ChildProcess.spawn(binary.path, [
             "serve", "--database-url", url, "--ocpp-host", "127.0.0.1", "--ocpp-port", "\(ocppPort)", "--api-port", "\(apiPort)",
-            "--api-token", TestServer.token, "--log-level", "warning",
+            "--api-token", TestServer.token, "--log-level", "warning", "--no-provisioning",
         ] + extraArguments)
         self.ocppPort = ocppPort
         self.apiPort = apiPort

@@ -109,7 +109,8 @@ import Testing
     }
 
     @Test func commandsRunSynchronouslyOrAsynchronouslyAndAreAudited() async throws {
-        try await TestServer.with(configure: { $0.sessions.callTimeout = .seconds(1) }) { server in
+        // 3 s: long enough that a busy machine's answer is not taken for silence, short enough for the silent cases.
+        try await TestServer.with(configure: { $0.sessions.callTimeout = .seconds(3) }) { server in
             try await TestCharger.with(url: server.ocppURL + "/CP-CMD") { charger in
                 _ = try await charger.boot()
                 // Synchronous: the charger's answer comes back.

@@ -35,6 +35,9 @@ struct TestServer: Sendable {
             ocppHost: "127.0.0.1", ocppPort: 0, apiHost: "127.0.0.1", apiPort: 0,
             apiToken: token, databasePoolSize: 4
         )
+        // Tests that follow a charger's frames one by one would see the provisioning calls after
+        // every boot; the tests of provisioning turn it on.
+        configuration.provisionOnBoot = false
         configure(&configuration)
         let (started, startedContinuation) = AsyncStream.makeStream(of: ChargepathApp.Running.self)
         let services = try ChargepathApp.makeServices(
