@@ -1,3 +1,4 @@
+import ChargePointSimulator
 import ChargepathApp
 import Foundation
 import OCPPCore
@@ -171,6 +172,41 @@ import Testing
                 try await eventually("the session ends") { try await WorkflowTests.execution(server, sessionID)["status"] == "SUCCEEDED" }
                 #expect(try await server.api.request("POST", "/api/v1/executions/\(sessionID)/signals/limits", body: #"{"maxEnergyWh":1}"#).status == 409)
             }
+        }
+    }
+}
+
+/// The same workflows driving the project's charge-point simulator, which behaves as a 1.6 charger
+/// does: it keeps the configuration it is sent, meters energy, and stops a session when told to.
+@Suite(.timeLimit(.minutes(3))) struct WorkflowsWithTheSimulatorTests {
+    @Test func provisioningSetsTheSampleIntervalAndAnEnergyLimitEndsTheSimulatedSession() async throws {
+        try await TestServer.with(configure: { $0.provisionOnBoot = true }) { server in
+            #expect(try await server.api.request("PUT", "/api/v1/configuration/MeterValueSampleInterval", body: #"{"value":"1"}"#).status == 201)
+            #expect(try await server.api.request("PUT", "/api/v1/id-tags/SIM-LIMIT", body: #"{"status":"Accepted","sessionLimits":{"maxEnergyWh":5}}"#).status == 201)
+            var configuration = ChargePointConfiguration(url: server.ocppURL + "/sim", identity: "SIM-WF-1")
+            configuration.meterValueInterval = .seconds(60)
+            configuration.maxPowerW = 11_000
+            let charger = SimulatedChargePoint(configuration: configuration)
+            try await charger.withRunning { charger in
+                try await charger.waitUntilBooted(timeout: .seconds(20))
+                // Provisioning pushed the operator's value (and the charger accepted it).
+                try await charger.waitUntil(timeout: .seconds(20)) { $0.configuration["MeterValueSampleInterval"] == "1" }
+                charger.startTransaction(connectorId: 1, idTag: "SIM-LIMIT")
+                // 11 kW for a few one-second samples passes 5 Wh: the server sends RemoteStopTransaction.
+                try await charger.waitUntil(timeout: .seconds(60)) { $0.completedTransactions == 1 }
+            }
+            try await eventually(timeout: .seconds(20), "the session ends with the limit") {
+                let list = try JSONValue.parse(try await server.api.request("GET", "/api/v1/executions?workflow=ChargingSession&chargePointId=SIM-WF-1").body)
+                return list["executions"]?[0]?["status"] == "SUCCEEDED"
+            }
+            let sessions = try JSONValue.parse(try await server.api.request("GET", "/api/v1/executions?workflow=ChargingSession&chargePointId=SIM-WF-1").body)
+            let output = sessions["executions"]?[0]?["output"]
+            #expect(output?["limitReached"] == "EnergyLimit")
+            #expect(output?["stopReason"] == "Remote")
+            #expect((output?["energyWh"]?.int64Value ?? 0) >= 5)
+            let provisioning = try JSONValue.parse(try await server.api.request("GET", "/api/v1/executions?workflow=Provisioning&chargePointId=SIM-WF-1").body)
+            #expect(provisioning["executions"]?[0]?["output"]?["configuration"]?["MeterValueSampleInterval"] == "Accepted")
+            #expect(provisioning["executions"]?[0]?["output"]?["triggerMessage"] == "Accepted")
         }
     }
 }
