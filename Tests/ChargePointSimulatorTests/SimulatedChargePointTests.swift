@@ -128,7 +128,11 @@ struct SimulatedChargePointTests {
                 try await cp.waitUntil { $0.sessionConnectors.isEmpty }
                 // A transaction that starts offline gets its id only after reconnecting.
                 cp.startTransaction(connectorId: 1, idTag: "TAG-B", authorize: true)
-                try await cp.waitUntil { s in s.sessionConnectors == [1] && s.queuedTransactionMessages >= 5 }
+                try await cp.waitUntil { s in s.sessionConnectors == [1] }
+                // At least one of its meter values waits in the queue behind its start (the only
+                // session now, so any message queued from here on is one of its samples).
+                let queuedWithStart = cp.snapshot.queuedTransactionMessages
+                try await cp.waitUntil { s in s.queuedTransactionMessages >= queuedWithStart + 1 }
                 #expect(cp.snapshot.transactionIDs[1] == nil)
                 let deliveredBefore = server.received(id).count
 

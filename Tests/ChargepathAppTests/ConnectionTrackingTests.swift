@@ -118,13 +118,15 @@ import Testing
     }
 
     @Test func aClientThatVanishesWithoutACloseFrameIsFoundByPings() async throws {
-        try await TestServer.with(configure: { $0.gateway.pingInterval = .milliseconds(300) }) { server in
+        // 2 s: the row lives at least one ping period, long enough to be seen on a busy machine
+        // (at 300 ms the socket could be found dead and its row gone between two polls).
+        try await TestServer.with(configure: { $0.gateway.pingInterval = .seconds(2) }) { server in
             // A hand-made client: it upgrades, then never answers a ping and never closes.
             try await RawTCP.withConnection(port: server.running.ocppPort) { inbound, outbound in
                 try await outbound.write(.init(string: RawTCP.upgradeRequest(path: "/CP-GHOST")))
                 try await eventually("recorded") { try await !Self.rows(server, chargePointID: "CP-GHOST").isEmpty }
                 // The server gives up on the silent client and closes the TCP connection.
-                try await withTimeout(.seconds(10)) {
+                try await withTimeout(.seconds(20)) {
                     for try await _ in inbound {}
                 }
             }
