@@ -162,7 +162,7 @@ public enum ChargepathApp {
             configuration: configuration.node, maximumConnectionDuration: configuration.gateway.maximumConnectionDuration,
             logger: logger
         )
-        return [client, nodeService, commands, workflows, chargerApp, apiApp]
+        return [client, nodeService, workflows, chargerApp, apiApp]
     }
 
     /// The workflow engine with the workflows that ship, calling chargers held by this node.
@@ -172,7 +172,8 @@ public enum ChargepathApp {
     ) -> PostgresWorkflowEngine {
         let calls = LocalCallSender(registry: registry)
         return PostgresWorkflowEngine(
-            client: client, workflows: [AnyWorkflow(RemoteStartWorkflow()), AnyWorkflow(ChargingSessionWorkflow()), AnyWorkflow(ProvisioningWorkflow())], configuration: configuration.workflows, logger: logger,
+            client: client, workflows: [AnyWorkflow(RemoteStartWorkflow()), AnyWorkflow(ChargingSessionWorkflow()), AnyWorkflow(ProvisioningWorkflow()),
+                AnyWorkflow(ChargerCommandWorkflow())], configuration: configuration.workflows, logger: logger,
             schemaReady: schemaReady
         ) { chargePointID, action, payload in
             do {

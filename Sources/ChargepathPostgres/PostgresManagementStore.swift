@@ -184,12 +184,14 @@ public struct PostgresManagementStore: ManagementStore {
         return result
     }
 
+    /// Only synchronous calls: an asynchronous one is a workflow execution, which another node
+    /// carries on when this one dies.
     public func failAbandonedCalls(startedBefore before: Date, at date: Date) async throws -> Int {
         let error = #"{"reason":"The server that sent this call stopped before the charger answered."}"#
         let rows = try await client.query(
             """
             UPDATE charger_calls SET state = 'FAILED', error = \(error)::jsonb, finished_at = \(date)
-            WHERE state = 'RUNNING' AND created_at < \(before) RETURNING id
+            WHERE state = 'RUNNING' AND mode = 'sync' AND created_at < \(before) RETURNING id
             """,
             logger: logger
         )

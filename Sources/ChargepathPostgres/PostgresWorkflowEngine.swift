@@ -80,6 +80,11 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
 
     /// Starts an execution; returns its id. The first step is recorded in the same transaction.
     public func start(workflow name: String, input: JSONValue) async throws -> String {
+        try await start(workflow: name, input: input, executionID: nil)
+    }
+
+    /// Starts an execution under `executionID` (a new random id when nil); returns the id.
+    public func start(workflow name: String, input: JSONValue, executionID: String?) async throws -> String {
         guard let workflow = workflows[name] else { throw WorkflowStartError.unknownWorkflow(name) }
         let date = now()
         let transition: StoredTransition
@@ -88,7 +93,7 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
         } catch {
             throw WorkflowStartError.badInput(error)
         }
-        let id = Self.newID()
+        let id = executionID ?? Self.newID()
         try await client.withTransaction(logger: logger) { connection in
             try await connection.query(
                 """
@@ -410,6 +415,15 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
                         ), t.meter_start),
                         stopped_at = \(date), stop_reason = \(reason), received_stop_at = \(date)
                     WHERE t.transaction_id = \(transactionID) AND t.meter_stop IS NULL
+                    """,
+                    logger: logger
+                )
+            case .recordCommandOutcome(let callID, let state, let response, let error):
+                try await connection.query(
+                    """
+                    UPDATE charger_calls SET state = \(state), response = \(response?.serialized())::jsonb,
+                        error = \(error?.serialized())::jsonb, finished_at = \(date)
+                    WHERE id = \(callID) AND state = 'RUNNING'
                     """,
                     logger: logger
                 )

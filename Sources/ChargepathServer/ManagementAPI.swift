@@ -8,37 +8,17 @@ import OCPP16
 import OCPPCore
 public import ServiceLifecycle
 
-/// Sends operator commands to chargers and keeps the audit trail; asynchronous commands run in
-/// this service (a child task per command), their state in `charger_calls`.
-public final class CommandService: Service, Sendable {
-    struct Job: Sendable {
-        let record: ChargerCallRecord
-    }
-
+/// Sends synchronous operator commands to chargers and keeps the audit trail (`charger_calls`).
+/// Asynchronous commands run as ChargerCommand executions on the workflow engine instead.
+public struct CommandService: Sendable {
     let store: any ManagementStore
     let calls: LocalCallSender
     let logger: Logger
-    private let jobs: AsyncStream<Job>
-    private let jobsContinuation: AsyncStream<Job>.Continuation
 
     public init(store: any ManagementStore, registry: ConnectionRegistry, logger: Logger) {
         self.store = store
         self.calls = LocalCallSender(registry: registry)
         self.logger = logger
-        (jobs, jobsContinuation) = AsyncStream.makeStream(of: Job.self)
-    }
-
-    public func run() async throws {
-        await withDiscardingTaskGroup { group in
-            await withGracefulShutdownHandler {
-                for await job in jobs {
-                    group.addTask { _ = await self.execute(job.record) }
-                }
-            } onGracefulShutdown: {
-                // Commands already sent finish (or time out); new ones are refused by the API.
-                self.jobsContinuation.finish()
-            }
-        }
     }
 
     /// Records the command, sends it, records the outcome.
@@ -68,12 +48,6 @@ public final class CommandService: Service, Sendable {
             logger.error("Could not record a command's outcome", metadata: ["command.id": "\(record.id)", "error": "\(error)"])
         }
         return (state, outcome)
-    }
-
-    /// Queues an asynchronous command (already recorded as RUNNING).
-    func enqueue(_ record: ChargerCallRecord) -> Bool {
-        if case .enqueued = jobsContinuation.yield(Job(record: record)) { return true }
-        return false
     }
 }
 
@@ -318,9 +292,20 @@ public struct ManagementAPI: Sendable {
         )
         try await store.recordCall(record)
         if isAsync {
-            guard commands.enqueue(record) else {
-                try? await store.finishCall(id: record.id, state: .failed, response: nil, error: ["reason": "the server is shutting down"], at: Date())
-                throw HTTPError(.serviceUnavailable, message: "The server is shutting down; send the command again.")
+            // A durable execution on the workflow engine, under the audit record's id: it survives
+            // a crash of this process and waits a while for a charger that drops off.
+            guard let workflows else {
+                try? await store.finishCall(id: record.id, state: .failed, response: nil, error: ["reason": "no workflow engine"], at: Date())
+                throw HTTPError(.serviceUnavailable, message: "Asynchronous commands need the workflow engine, which this server does not run.")
+            }
+            let input: JSONValue = [
+                "callId": .string(record.id), "chargePointId": .string(chargePointID), "action": .string(action), "payload": payload,
+            ]
+            do {
+                _ = try await workflows.start(workflow: "ChargerCommand", input: input, executionID: record.id)
+            } catch {
+                try? await store.finishCall(id: record.id, state: .failed, response: nil, error: ["reason": "could not be queued"], at: Date())
+                throw error
             }
             let accepted: JSONValue = ["executionId": .string(record.id), "state": "RUNNING"]
             var response = Response.rawJSON(accepted.serialized(), status: .accepted)

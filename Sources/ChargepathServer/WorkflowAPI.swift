@@ -13,6 +13,8 @@ public struct WorkflowAPI: Sendable {
         self.maxBodySize = maxBodySize
     }
 
+    static let startedByTheSystem: Set<String> = ["ChargingSession", "ChargerCommand"]
+
     public func addRoutes(to group: RouterGroup<BasicRequestContext>) {
         group.post("api/v1/workflows/:workflow/executions") { request, context in
             let name = try context.parameters.require("workflow")
@@ -22,6 +24,11 @@ public struct WorkflowAPI: Sendable {
                 input = body.readableBytes == 0 ? .emptyObject : try JSONValue.parse(Array(body.readableBytesView))
             } catch {
                 throw HTTPError(.badRequest, message: "The body must be the workflow's input as JSON: \(error)")
+            }
+            // ChargingSession follows a StartTransaction, ChargerCommand an operator command (with its
+            // checks and audit record): neither is started by hand.
+            if Self.startedByTheSystem.contains(name) {
+                throw HTTPError(.forbidden, message: "\(name) executions are started by the system (\(name == "ChargingSession" ? "every StartTransaction starts one" : "POST /api/v1/charge-points/{id}/calls/{action}?mode=async")), not through this endpoint.")
             }
             let id: String
             do {

@@ -27,6 +27,8 @@ public enum WorkflowCommand: Sendable, Equatable, Codable {
     /// Closes a transaction the charger never stopped, with its last recorded energy reading
     /// (domain data, written in the same database transaction as the step).
     case closeTransaction(transactionId: Int, reason: String)
+    /// Writes an asynchronous operator command's outcome to its audit record (same transaction).
+    case recordCommandOutcome(callId: String, state: String, response: JSONValue?, error: JSONValue?)
 }
 
 /// A charger message an execution waits for.

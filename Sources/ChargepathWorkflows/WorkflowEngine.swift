@@ -50,6 +50,8 @@ public enum WorkflowSignalResult: Sendable { case delivered, alreadyFinished, no
 public protocol WorkflowEngine: Sendable {
     var workflowNames: [String] { get }
     func start(workflow: String, input: JSONValue) async throws -> String
+    /// Starts an execution under a given id (an operator command's audit id, say).
+    func start(workflow: String, input: JSONValue, executionID: String?) async throws -> String
     func execution(id: String) async throws -> WorkflowExecution?
     func executions(workflow: String?, chargePointID: String?, status: String?, limit: Int) async throws -> [WorkflowExecution]
     func cancel(id: String) async throws -> WorkflowCancelResult

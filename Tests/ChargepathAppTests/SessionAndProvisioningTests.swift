@@ -78,6 +78,9 @@ import Testing
                 #expect(try await WorkflowTests.execution(server, "session-\(transactionID)")["output"]?["limitReached"] == "DurationLimit")
             }
             #expect(try await WorkflowTests.start(server, "RemoteStart", #"{"chargePointId":"CP-DUR","connectorId":1,"idTag":"T","limits":{"maxEnergyWh":0}}"#).status == 400)
+            // Sessions follow transactions and commands have their own endpoint: neither is started by hand.
+            #expect(try await WorkflowTests.start(server, "ChargingSession", #"{"chargePointId":"CP-DUR","connectorId":1,"transactionId":1,"idTag":"T","meterStart":0}"#).status == 403)
+            #expect(try await WorkflowTests.start(server, "ChargerCommand", #"{"callId":"x","chargePointId":"CP-DUR","action":"Reset","payload":{"type":"Hard"}}"#).status == 403)
         }
     }
 
