@@ -235,7 +235,8 @@ public enum ChargepathApp {
         case .configured:
             lines.append("  API token:            as configured (--api-token / CHARGEPATH_API_TOKEN)")
         case .generated(let file):
-            lines.append("  API token:            \(token.value)  (generated now, kept in \(file.path))")
+            // Not printed: stdout often ends up in a log collector. The file is readable by this user only.
+            lines.append("  API token:            generated now; read it with: cat \(file.path)")
         case .stored(let file):
             lines.append("  API token:            kept in \(file.path)")
         }
