@@ -134,7 +134,7 @@ let package = Package(
         .testTarget(
             name: "ChargepathAppTests",
             dependencies: [
-                "ChargepathApp", "ChargepathPostgres", "ChargepathServer", "Chargepath", "OCPPCore", "ChargePointSimulator",
+                "ChargepathApp", "ChargepathPostgres", "ChargepathServer", "Chargepath", "ChargepathWorkflows", "OCPPCore", "ChargePointSimulator",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "WSClient", package: "swift-websocket"),
                 .product(name: "Hummingbird", package: "hummingbird"),

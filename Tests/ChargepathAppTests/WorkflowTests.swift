@@ -106,6 +106,9 @@ import Testing
                     return execution["status"] == "FAILED" && execution["error"]?["reason"] == "CallError"
                         && execution["error"]?["detail"]?["code"] == "InternalError"
                 }
+                // The CALLERROR is in the history as the event the workflow decided on.
+                let history = try await Self.execution(server, id)["history"]?.arrayValue ?? []
+                #expect(history.contains { $0["kind"] == "event" && $0["detail"]?["callFailed"]?["code"] == "InternalError" })
             }
         }
     }
