@@ -528,7 +528,12 @@ JSON
 {
     echo "Run $(date -u '+%Y-%m-%d %H:%M UTC'), commit $COMMIT$DIRTY, $( [ "$QUICK" = 1 ] && echo quick || echo full ) scale, $REPEAT repetition(s)."
     echo "Machine: $(nproc) cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), $(uname -sr), load average at the end $(cut -d' ' -f1-3 /proc/loadavg)."
-    echo "Peer: ocpp-csms ${PEER_VERSION:-not run}. Fleets: heartbeat $HB_CHARGERS chargers ${HB_DURATION}s; sessions $SS_CHARGERS chargers ${SS_DURATION}s, ${SS_SESSION}s sessions, MeterValues every 0.01 s (max), ${HALF_INTERVAL:-?} s (half), 1 s; boot storm $BS_CHARGERS; idle $IDLE_CHARGERS."
+    fleets=""
+    has "$SCENARIOS" heartbeat && fleets="$fleets heartbeat $HB_CHARGERS chargers ${HB_DURATION}s (${HB_WARMUP}s warm-up);"
+    has "$SCENARIOS" sessions && fleets="$fleets sessions $SS_CHARGERS chargers ${SS_DURATION}s (${SS_WARMUP}s warm-up), ${SS_SESSION}s sessions, MeterValues every 0.01 s (max), $HALF_INTERVAL s (half), 1 s;"
+    has "$SCENARIOS" boot-storm && fleets="$fleets boot storm $BS_CHARGERS at once;"
+    has "$SCENARIOS" idle && fleets="$fleets idle $IDLE_CHARGERS;"
+    echo "Peer: ocpp-csms ${PEER_VERSION:-not run}. Fleets:${fleets%;}."
     echo
     python3 "$REPORT" table --results "$RESULTS" --meta "$RUN/meta.json"
 } > "$RUN/table.md"
