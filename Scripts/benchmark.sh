@@ -11,7 +11,7 @@
 #            history (Chargepath only).
 #
 # Usage: Scripts/benchmark.sh [--quick] [--scenarios LIST] [--systems LIST] [--repeat N]
-#                             [--no-build] [--record] [--keep]
+#                             [--idle-chargers N] [--no-build] [--record]
 #   --quick           small fleets and short runs (a smoke test of the whole pipeline, ~3 minutes)
 #   --scenarios LIST  comma list of heartbeat,sessions,boot-storm,idle,history (default: all)
 #   --systems LIST    comma list of echo,peer,chargepath (default: all)
@@ -19,7 +19,6 @@
 #   --idle-chargers N idle fleet size (default 15000: the server's 20,000-file limit; see BENCHMARKS.md)
 #   --no-build        use the release binaries already built
 #   --record          append the table, the machine and the commit to BENCHMARKS.md
-#   --keep            keep the run's folder (.build-bench/runs/<time>) even when --record is not given
 # Results (simulator JSON, status lines, server logs, the table) go to .build-bench/runs/<time>/.
 set -euo pipefail
 
@@ -43,7 +42,6 @@ while [ $# -gt 0 ]; do
         --idle-chargers) IDLE_CHARGERS="$2"; shift ;;
         --no-build) BUILD=0 ;;
         --record) RECORD=1 ;;
-        --keep) ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "benchmark.sh: unknown option $1 (see --help)" >&2; exit 64 ;;
     esac
@@ -53,11 +51,11 @@ done
 # ------------------------------------------------------------------------------------- the scale
 if [ "$QUICK" = 1 ]; then
     : "${REPEAT:=1}"
-    HB_CHARGERS=200;   HB_DURATION=8;   HB_WARMUP=2
-    SS_CHARGERS=200;   SS_DURATION=14;  SS_SESSION=6;  SS_WARMUP=5
+    HB_CHARGERS=200;   HB_DURATION=6;   HB_WARMUP=2
+    SS_CHARGERS=200;   SS_DURATION=9;   SS_SESSION=4;  SS_WARMUP=3
     BS_CHARGERS=1000;  BS_TIMEOUT=30
-    : "${IDLE_CHARGERS:=1000}"; IDLE_RAMP=1000; IDLE_SETTLE=5
-    HIST_TX=10000;     HIST_PER_TX=10;  HIST_SECONDS=3
+    : "${IDLE_CHARGERS:=1000}"; IDLE_RAMP=1000; IDLE_SETTLE=3
+    HIST_TX=10000;     HIST_PER_TX=10;  HIST_SECONDS=2
 else
     : "${REPEAT:=3}"
     HB_CHARGERS=1000;  HB_DURATION=20;  HB_WARMUP=4
@@ -81,6 +79,7 @@ has() { case ",$1," in *",$2,"*) return 0 ;; *) return 1 ;; esac; }
 log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 RUN="$BENCH/runs/$(date -u +%Y%m%dT%H%M%SZ)"
+log "benchmark.sh (pid $$): results in $RUN"
 mkdir -p "$RUN"
 RESULTS="$RUN/results.jsonl"
 : > "$RESULTS"
