@@ -195,9 +195,9 @@ public struct PostgresCentralSystemStore: CentralSystemStore {
         chargePointID: String, connectorID: Int, transactionID: Int?, samples: [MeterSample], source: String,
         receivedAt: Date, on connection: PostgresConnection?
     ) async throws {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        let times = samples.map { formatter.string(from: $0.sampledAt) }
+        // Milliseconds, as ISO8601DateFormatter([.withInternetDateTime, .withFractionalSeconds]) wrote them,
+        // without building an ICU formatter per message (that was 19% of the server's CPU under MeterValues).
+        let times = samples.map { OCPP16DateTime.format($0.sampledAt) }
         let values = samples.map(\.value)
         let contexts = samples.map { $0.context ?? "" }
         let formats = samples.map { $0.format ?? "" }
