@@ -13,6 +13,8 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "chargepath", targets: ["ChargepathCLI"]),
+        // The benchmark's ceiling: a bare WebSocket OCPP-J echo on the same stack (Scripts/benchmark.sh).
+        .executable(name: "chargepath-echo", targets: ["BenchEchoServer"]),
         .library(name: "OCPPCore", targets: ["OCPPCore"]),
         .library(name: "OCPP16", targets: ["OCPP16"]),
     ],
@@ -29,7 +31,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-crypto.git", "3.9.0" ..< "5.0.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
-        // Test-only: the in-test central system that the simulator tests talk to.
+        // The in-test central system that the simulator tests talk to, and the benchmark's echo server.
         .package(url: "https://github.com/hummingbird-project/hummingbird-websocket.git", from: "2.8.1"),
     ],
     targets: [
@@ -114,6 +116,17 @@ let package = Package(
                 "ChargepathApp", "Chargepath", "ChargepathServer", "ChargepathPostgres", "ChargePointSimulator",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // chargepath-echo (benchmark only; nothing of Chargepath depends on it).
+        .executableTarget(
+            name: "BenchEchoServer",
+            dependencies: [
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),

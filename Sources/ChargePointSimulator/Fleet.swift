@@ -22,6 +22,9 @@ public struct FleetConfiguration: Sendable {
     /// New connections per second (0: all at once).
     public var rampUpPerSecond: Double = 500
     public var duration: Duration = .seconds(60)
+    /// Round trips in the first `warmup` of the run (connecting, booting) are left out of the
+    /// latency percentiles and of calls answered and calls/s (0: everything counts).
+    public var warmup: Duration = .zero
     public var scenario: FleetScenario = .heartbeat
     /// Global CALL rate for the fleet, per second (0: unthrottled). Applies to heartbeat and flood.
     public var ratePerSecond: Double = 0
@@ -71,6 +74,9 @@ public struct Fleet: Sendable {
             throw SimulatorError(.invalidConfiguration, "--ramp-up and --rate must not be negative")
         }
         guard c.duration > .zero else { throw SimulatorError(.invalidConfiguration, "--duration must be positive") }
+        guard c.warmup >= .zero, c.warmup < c.duration else {
+            throw SimulatorError(.invalidConfiguration, "--warmup must be at least 0 and less than --duration")
+        }
         guard c.connectorsPerCharger >= 1 else { throw SimulatorError(.invalidConfiguration, "connectors must be at least 1") }
         _ = try WebSocketEndpoint.parse(base: c.url, identity: c.identity(at: 0))
         for a in c.sourceAddresses where !SourceAddresses.isIPAddress(a) {
@@ -102,8 +108,16 @@ public struct Fleet: Sendable {
         try await withThrowingTaskGroup(of: Void.self) { group in
             // The clock: live status, and the end of the run (the first child to finish).
             group.addTask {
+                var warmupEnd: ContinuousClock.Instant? = c.warmup > .zero ? start + c.warmup : nil
                 while ContinuousClock.now < end {
-                    try await Task.sleep(until: min(end, ContinuousClock.now + statusInterval), clock: .continuous)
+                    var next = min(end, ContinuousClock.now + statusInterval)
+                    if let w = warmupEnd { next = min(next, w) }
+                    try await Task.sleep(until: next, clock: .continuous)
+                    if let w = warmupEnd, ContinuousClock.now >= w {
+                        stats.startMeasuring()
+                        warmupEnd = nil
+                        if next == w { continue }
+                    }
                     status?(stats.statusLine())
                     if c.scenario == .bootStorm, stats.allAccepted { return }
                 }

@@ -21,6 +21,8 @@ public final class FleetStats: ChargePointStatsSink {
         var latencyMicros = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: .three)
         var windowCalls = 0
         var windowStart: ContinuousClock.Instant
+        /// Since when calls answered and the latency histogram count (the end of the warm-up).
+        var measuringSince: ContinuousClock.Instant
     }
 
     public let expectedChargers: Int
@@ -30,7 +32,16 @@ public final class FleetStats: ChargePointStatsSink {
     public init(expectedChargers: Int, startedAt: ContinuousClock.Instant = .now) {
         self.expectedChargers = expectedChargers
         self.startedAt = startedAt
-        self.state = Mutex(State(windowStart: startedAt))
+        self.state = Mutex(State(windowStart: startedAt, measuringSince: startedAt))
+    }
+
+    /// Ends the warm-up: calls answered and round-trip latencies count from now on.
+    public func startMeasuring(now: ContinuousClock.Instant = .now) {
+        state.withLock { s in
+            s.callsAnswered = 0
+            s.latencyMicros.reset()
+            s.measuringSince = now
+        }
     }
 
     public func connected() {
@@ -114,12 +125,14 @@ public final class FleetStats: ChargePointStatsSink {
     public func report(scenario: String, now: ContinuousClock.Instant = .now) -> FleetReport {
         state.withLock { s in
             let elapsed = startedAt.duration(to: now).seconds
+            let measured = s.measuringSince.duration(to: now).seconds
             let h = s.latencyMicros
             func ms(_ p: Double) -> Double { h.totalCount > 0 ? Double(h.valueAtPercentile(p)) / 1000 : 0 }
             return FleetReport(
                 scenario: scenario,
                 chargers: expectedChargers,
                 elapsedSeconds: elapsed,
+                measuredSeconds: measured,
                 connectedAtEnd: s.connected,
                 peakConnected: s.peakConnected,
                 connections: s.connections,
@@ -128,7 +141,7 @@ public final class FleetStats: ChargePointStatsSink {
                 bootAccepted: s.bootAccepted,
                 secondsUntilAllAccepted: s.allAcceptedAfter.map(\.seconds),
                 callsAnswered: s.callsAnswered,
-                callsPerSecond: elapsed > 0 ? Double(s.callsAnswered) / elapsed : 0,
+                callsPerSecond: measured > 0 ? Double(s.callsAnswered) / measured : 0,
                 callErrors: s.callErrors,
                 timeouts: s.timeouts,
                 otherFailures: s.failures,
@@ -158,6 +171,8 @@ public struct FleetReport: Codable, Sendable, Equatable {
     public var scenario: String
     public var chargers: Int
     public var elapsedSeconds: Double
+    /// The part of the run that calls answered, calls/s and latency cover: all of it, less the warm-up.
+    public var measuredSeconds: Double
     public var connectedAtEnd: Int
     public var peakConnected: Int
     public var connections: Int
@@ -186,7 +201,8 @@ public struct FleetReport: Codable, Sendable, Equatable {
             String(format: "elapsed         %.1f s", elapsedSeconds),
             "boot accepted   \(bootAccepted)" + (secondsUntilAllAccepted.map { String(format: " (all after %.3f s)", $0) } ?? ""),
             "connections     \(connections) (failed \(connectFailures), disconnects \(disconnects))",
-            String(format: "calls answered  %d (%.1f/s), CALLERROR %d, timeouts %d, other failures %d", callsAnswered, callsPerSecond, callErrors, timeouts, otherFailures),
+            String(format: "calls answered  %d (%.1f/s), CALLERROR %d, timeouts %d, other failures %d", callsAnswered, callsPerSecond, callErrors, timeouts, otherFailures)
+                + (measuredSeconds < elapsedSeconds - 0.5 ? String(format: " in the last %.1f s (after the warm-up)", measuredSeconds) : ""),
             String(format: "round trip ms   p50 %.3f  p90 %.3f  p99 %.3f  max %.3f  mean %.3f (n=%d)",
                    latency.p50, latency.p90, latency.p99, latency.max, latency.mean, latency.count),
         ]

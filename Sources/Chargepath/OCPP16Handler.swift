@@ -150,7 +150,7 @@ public struct OCPP16Handler: Sendable {
 
     private func decode<T: Decodable>(_ type: T.Type, _ payload: JSONValue) throws -> T {
         do {
-            return try payload.decode(type, decoder: OCPP16Coding.makeDecoder())
+            return try payload.decode(type, decoder: Self.decoder)
         } catch {
             // The schema accepted it, so this is a shape Codable is stricter about (e.g. a date).
             throw OCPPCallError(.formationViolation, "The payload could not be read: \(error)")
@@ -158,8 +158,13 @@ public struct OCPP16Handler: Sendable {
     }
 
     private func encode(_ value: some Encodable) throws -> JSONValue {
-        try JSONValue(encoding: value, encoder: OCPP16Coding.makeEncoder())
+        try JSONValue(encoding: value, encoder: Self.encoder)
     }
+
+    // One coder pair for every message rather than two new ones per CALL: both are thread-safe once
+    // configured, and nothing changes their options afterwards.
+    private static let decoder = OCPP16Coding.makeDecoder()
+    private static let encoder = OCPP16Coding.makeEncoder()
 }
 
 /// The fields MeterValues' and StopTransaction's sampled values share (the schemas differ only in

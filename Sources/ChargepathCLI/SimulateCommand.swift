@@ -25,6 +25,8 @@ struct Simulate: AsyncParsableCommand {
     var rampUp: Double = 500
     @Option(help: "Run time in seconds (boot-storm: the most to wait for all Accepted).")
     var duration: Double = 60
+    @Option(help: "Seconds at the start (connecting, booting) left out of the latency percentiles and calls/s.")
+    var warmup: Double = 0
     @Option(help: "boot-storm, heartbeat, sessions or flood.")
     var scenario: String = FleetScenario.heartbeat.rawValue
     @Option(help: "Global CALL rate per second for the fleet (0: unthrottled).")
@@ -58,6 +60,7 @@ struct Simulate: AsyncParsableCommand {
             throw ValidationError("--scenario must be one of: \(FleetScenario.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         guard duration > 0 else { throw ValidationError("--duration must be positive") }
+        guard warmup >= 0, warmup < duration else { throw ValidationError("--warmup must be at least 0 and less than --duration") }
         guard rampUp >= 0, rate >= 0 else { throw ValidationError("--ramp-up and --rate must not be negative") }
         guard connectors >= 1 else { throw ValidationError("--connectors must be at least 1") }
         guard meterInterval > 0, sessionDuration > 0, callTimeout > 0 else {
@@ -76,6 +79,7 @@ struct Simulate: AsyncParsableCommand {
         configuration.idPrefix = idPrefix
         configuration.rampUpPerSecond = rampUp
         configuration.duration = .seconds(duration)
+        configuration.warmup = .seconds(warmup)
         configuration.scenario = FleetScenario(rawValue: scenario) ?? .heartbeat
         configuration.ratePerSecond = rate
         configuration.basicAuthPassword = basicAuthPassword

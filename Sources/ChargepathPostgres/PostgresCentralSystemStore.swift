@@ -5,18 +5,22 @@ public import OCPP16
 public import PostgresNIO
 
 /// The OCPP 1.6 tables (migration 0002). Each method is one statement or one transaction,
-/// committed before it returns.
+/// committed before it returns. MeterValues from many chargers share statements and commits
+/// (`GroupCommit`); each still returns only once its own values are committed.
 public struct PostgresCentralSystemStore: CentralSystemStore {
     let client: PostgresClient
     let logger: Logger
     let provisionOnBoot: Bool
     let sessionInterruptGraceSeconds: Int
+    /// Copies of this store share it.
+    package let meterValueWrites: GroupCommit<MeterValuesWrite>
 
     public init(client: PostgresClient, logger: Logger, provisionOnBoot: Bool = true, sessionInterruptGraceSeconds: Int = 60) {
         self.client = client
         self.logger = logger
         self.provisionOnBoot = provisionOnBoot
         self.sessionInterruptGraceSeconds = sessionInterruptGraceSeconds
+        self.meterValueWrites = GroupCommit { writes in try await Self.insert(writes, client: client, logger: logger) }
     }
 
     public func recordBoot(chargePointID: String, _ request: BootNotificationRequest, at date: Date) async throws -> RegistrationStatus {
@@ -163,8 +167,10 @@ public struct PostgresCentralSystemStore: CentralSystemStore {
 
     public func recordMeterValues(chargePointID: String, connectorID: Int, transactionID: Int?, samples: [MeterSample], receivedAt: Date) async throws {
         guard !samples.isEmpty else { return }
-        try await insertSamples(chargePointID: chargePointID, connectorID: connectorID, transactionID: transactionID,
-                                samples: samples, source: "MeterValues", receivedAt: receivedAt, on: nil)
+        try await meterValueWrites.submit(
+            MeterValuesWrite(chargePointID: chargePointID, connectorID: connectorID, transactionID: transactionID,
+                             samples: samples, receivedAt: receivedAt)
+        )
     }
 
     public func stopTransaction(chargePointID: String, _ request: StopTransactionRequest, samples: [MeterSample], receivedAt: Date) async throws -> StopOutcome {
@@ -236,14 +242,60 @@ public struct PostgresCentralSystemStore: CentralSystemStore {
         )
     }
 
+    /// The samples of many MeterValues messages in one INSERT (arrays unnested), committed as one:
+    /// the same rows as `insertSamples` would write message by message. A resent sample is ignored,
+    /// so writing a message again after an unclear failure doubles nothing.
+    package static func insert(_ writes: [MeterValuesWrite], client: PostgresClient, logger: Logger) async throws {
+        let count = writes.reduce(0) { $0 + $1.samples.count }
+        guard count > 0 else { return }
+        var chargePoints: [String] = [], connectors: [Int] = [], transactions: [Int] = [], hasTransaction: [Bool] = []
+        var received: [Date] = [], times: [String] = [], values: [String] = [], contexts: [String] = [], formats: [String] = []
+        var measurands: [String] = [], phases: [String] = [], locations: [String] = [], units: [String] = []
+        chargePoints.reserveCapacity(count); connectors.reserveCapacity(count); transactions.reserveCapacity(count)
+        hasTransaction.reserveCapacity(count); received.reserveCapacity(count); times.reserveCapacity(count)
+        values.reserveCapacity(count); contexts.reserveCapacity(count); formats.reserveCapacity(count)
+        measurands.reserveCapacity(count); phases.reserveCapacity(count); locations.reserveCapacity(count); units.reserveCapacity(count)
+        for write in writes {
+            for sample in write.samples {
+                chargePoints.append(write.chargePointID)
+                connectors.append(write.connectorID)
+                transactions.append(write.transactionID ?? 0)
+                hasTransaction.append(write.transactionID != nil)
+                received.append(write.receivedAt)
+                times.append(OCPP16DateTime.format(sample.sampledAt))
+                values.append(sample.value)
+                contexts.append(sample.context ?? "")
+                formats.append(sample.format ?? "")
+                measurands.append(sample.measurand ?? "")
+                phases.append(sample.phase ?? "")
+                locations.append(sample.location ?? "")
+                units.append(sample.unit ?? "")
+            }
+        }
+        try await client.query(
+            """
+            INSERT INTO meter_values (charge_point_id, connector_id, transaction_id, sampled_at, value, context, format,
+                measurand, phase, location, unit, source, received_at)
+            SELECT cp, cn, CASE WHEN has_tx THEN tx END, t::timestamptz, v, NULLIF(c, ''), NULLIF(f, ''),
+                NULLIF(m, ''), NULLIF(p, ''), NULLIF(l, ''), NULLIF(u, ''), 'MeterValues', r
+            FROM unnest(\(chargePoints)::text[], \(connectors)::bigint[], \(transactions)::bigint[], \(hasTransaction)::boolean[],
+                \(received)::timestamptz[], \(times)::text[], \(values)::text[], \(contexts)::text[], \(formats)::text[],
+                \(measurands)::text[], \(phases)::text[], \(locations)::text[], \(units)::text[])
+                AS s(cp, cn, tx, has_tx, r, t, v, c, f, m, p, l, u)
+            ON CONFLICT DO NOTHING
+            """,
+            logger: logger
+        )
+    }
+
     /// All samples of one message in one INSERT (arrays unnested); a resent sample is ignored.
     private func insertSamples(
         chargePointID: String, connectorID: Int, transactionID: Int?, samples: [MeterSample], source: String,
         receivedAt: Date, on connection: PostgresConnection?
     ) async throws {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        let times = samples.map { formatter.string(from: $0.sampledAt) }
+        // Milliseconds, as ISO8601DateFormatter([.withInternetDateTime, .withFractionalSeconds]) wrote them,
+        // without building an ICU formatter per message (that was 19% of the server's CPU under MeterValues).
+        let times = samples.map { OCPP16DateTime.format($0.sampledAt) }
         let values = samples.map(\.value)
         let contexts = samples.map { $0.context ?? "" }
         let formats = samples.map { $0.format ?? "" }
@@ -271,6 +323,23 @@ public struct PostgresCentralSystemStore: CentralSystemStore {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return String(decoding: try encoder.encode(dictionary), as: UTF8.self)
+    }
+}
+
+/// One MeterValues message's samples, waiting for a group commit.
+package struct MeterValuesWrite: Sendable {
+    package var chargePointID: String
+    package var connectorID: Int
+    package var transactionID: Int?
+    package var samples: [MeterSample]
+    package var receivedAt: Date
+
+    package init(chargePointID: String, connectorID: Int, transactionID: Int?, samples: [MeterSample], receivedAt: Date) {
+        self.chargePointID = chargePointID
+        self.connectorID = connectorID
+        self.transactionID = transactionID
+        self.samples = samples
+        self.receivedAt = receivedAt
     }
 }
 

@@ -50,6 +50,28 @@ struct FleetTests {
         }
     }
 
+    @Test func warmupLeavesTheFirstRoundTripsOut() async throws {
+        try await TestCentralSystem.with { server in
+            var config = FleetConfiguration(url: server.baseURL, chargers: 10)
+            config.scenario = .heartbeat
+            config.rampUpPerSecond = 0
+            config.ratePerSecond = 100
+            config.duration = .seconds(2)
+            config.warmup = .seconds(1)
+            let report = try await Fleet(configuration: config).run()
+            let heartbeats = (1...10).map { server.received(config.identity(at: $0 - 1)).filter { $0.action == "Heartbeat" }.count }.reduce(0, +)
+            // The boots, the StatusNotifications and the first second's heartbeats are not counted.
+            #expect(report.measuredSeconds > 0.5 && report.measuredSeconds < 1.5)
+            #expect(report.elapsedSeconds >= 2)
+            #expect(report.callsAnswered > 0 && report.callsAnswered < heartbeats)
+            #expect(report.latency.count == report.callsAnswered)
+            #expect(report.bootAccepted == 10)
+        }
+        var bad = FleetConfiguration(url: "ws://x/y", chargers: 1)
+        bad.warmup = .seconds(60)
+        #expect(throws: SimulatorError.self) { try Fleet(configuration: bad).validate() }
+    }
+
     @Test func sourceAddressesAreBoundRoundRobin() async throws {
         try await TestCentralSystem.with { server in
             var config = FleetConfiguration(url: server.baseURL, chargers: 4)

@@ -1,0 +1,163 @@
+import Synchronization
+
+/// Group commit: the writes of many concurrent callers go to PostgreSQL in one statement, with one
+/// commit, and each caller returns only once its own item is committed.
+///
+/// There is no background task and no timer. A caller that finds a free write slot writes at once
+/// (alone, so a quiet system waits for nothing); callers that come while every slot is busy queue up,
+/// and when a write returns, the oldest of them takes over the slot with everything queued behind it
+/// (up to `maximumBatchSize`): the next batch fills while the previous one commits, so the batch size
+/// follows the load by itself.
+///
+/// - A failed batch loses no one's item: every caller in it writes its item again, alone (in its own
+///   task), so only a bad item's caller sees an error. A write must therefore be atomic (one statement
+///   or one transaction) and safe to repeat after an unclear failure (e.g. `ON CONFLICT DO NOTHING`).
+/// - Bounded: at most `maximumPending` callers wait; beyond that a caller writes alone, outside the
+///   batches (the connection pool bounds those). A charger has one CALL in flight at a time, so each
+///   connection holds at most one waiting item.
+/// - The lock is held only to move items in and out of the queue, never across an `await`.
+/// - A batch is every waiting caller's work, so it runs detached from the cancellation of the caller
+///   that happens to carry it. Waiting callers are not cancellable: the wait lasts one batch.
+package final class GroupCommit<Item: Sendable>: Sendable {
+    package struct Configuration: Sendable {
+        /// The most items written in one statement.
+        package var maximumBatchSize: Int
+        /// Writes running at once (each holds one pooled connection while it runs).
+        package var maximumConcurrentWrites: Int
+        /// The most callers waiting for a slot; beyond it a caller writes its item alone.
+        package var maximumPending: Int
+
+        package init(maximumBatchSize: Int = 512, maximumConcurrentWrites: Int = 2, maximumPending: Int = 20_000) {
+            precondition(maximumBatchSize >= 1 && maximumConcurrentWrites >= 1 && maximumPending >= 0)
+            self.maximumBatchSize = maximumBatchSize
+            self.maximumConcurrentWrites = maximumConcurrentWrites
+            self.maximumPending = maximumPending
+        }
+    }
+
+    /// Counters for tests and diagnostics.
+    package struct Statistics: Sendable, Equatable {
+        /// Writes of more than one item that committed, and the items in them.
+        package var batches = 0
+        package var batchedItems = 0
+        package var largestBatch = 0
+        /// Batches that failed (their items were then written one by one).
+        package var failedBatches = 0
+        /// Items written alone because the queue was full.
+        package var overflowed = 0
+    }
+
+    /// What a waiting caller is told to do when it is resumed.
+    private enum Turn: Sendable {
+        /// Your item is committed.
+        case committed
+        /// Your batch failed: write your item alone.
+        case writeAlone
+        /// A slot is yours: write your item with these (who wait for you).
+        case lead([Waiter])
+    }
+
+    private struct Waiter: Sendable {
+        let item: Item
+        let continuation: CheckedContinuation<Turn, Never>
+    }
+
+    private struct State {
+        /// FIFO; non-empty only while all slots are busy.
+        var pending: [Waiter] = []
+        var writing = 0
+        var statistics = Statistics()
+    }
+
+    package let configuration: Configuration
+    private let write: @Sendable ([Item]) async throws -> Void
+    private let state = Mutex(State())
+
+    /// `write` stores the items it is given in one statement or transaction, committed when it returns.
+    package init(configuration: Configuration = .init(), write: @escaping @Sendable ([Item]) async throws -> Void) {
+        self.configuration = configuration
+        self.write = write
+    }
+
+    package var statistics: Statistics { state.withLock { $0.statistics } }
+    /// Callers waiting for a slot now.
+    package var pendingCount: Int { state.withLock { $0.pending.count } }
+    /// Slots in use now.
+    package var writingCount: Int { state.withLock { $0.writing } }
+
+    /// Writes `item` (in a batch with other callers' items when the database is busy); returns once it
+    /// is committed, or throws the error that writing it alone gave.
+    package func submit(_ item: Item) async throws {
+        let turn: Turn = await withCheckedContinuation { continuation in
+            let now: Turn? = state.withLock { state in
+                if state.writing < configuration.maximumConcurrentWrites {
+                    state.writing += 1
+                    return .lead([])
+                }
+                if state.pending.count >= configuration.maximumPending {
+                    state.statistics.overflowed += 1
+                    return .writeAlone
+                }
+                state.pending.append(Waiter(item: item, continuation: continuation))
+                return nil
+            }
+            if let now { continuation.resume(returning: now) }
+        }
+        switch turn {
+        case .committed:
+            return
+        case .writeAlone:
+            try await detached([item])
+        case .lead(let others):
+            try await lead(item, others)
+        }
+    }
+
+    private func lead(_ item: Item, _ others: [Waiter]) async throws {
+        var failure: (any Error)?
+        do {
+            try await detached([item] + others.map(\.item))
+        } catch {
+            failure = error
+        }
+        // The slot goes to the next batch at once, before this one's callers are answered.
+        handOff(batchSize: others.count + 1, failed: failure != nil)
+        guard let failure else {
+            for waiter in others { waiter.continuation.resume(returning: .committed) }
+            return
+        }
+        guard !others.isEmpty else { throw failure }
+        for waiter in others { waiter.continuation.resume(returning: .writeAlone) }
+        try await detached([item])
+    }
+
+    private func handOff(batchSize: Int, failed: Bool) {
+        let next: (leader: Waiter, others: [Waiter])? = state.withLock { state in
+            if batchSize > 1 {
+                if failed {
+                    state.statistics.failedBatches += 1
+                } else {
+                    state.statistics.batches += 1
+                    state.statistics.batchedItems += batchSize
+                    state.statistics.largestBatch = max(state.statistics.largestBatch, batchSize)
+                }
+            }
+            guard !state.pending.isEmpty else {
+                state.writing -= 1
+                return nil
+            }
+            let count = min(state.pending.count, configuration.maximumBatchSize)
+            let batch = state.pending[0..<count]
+            state.pending.removeFirst(count)
+            return (batch.first!, Array(batch.dropFirst()))
+        }
+        if let next { next.leader.continuation.resume(returning: .lead(next.others)) }
+    }
+
+    /// Runs one write in a task of its own: the items are other callers' too, so the cancellation of
+    /// the task that carries the batch must not fail it.
+    private func detached(_ items: [Item]) async throws {
+        let write = self.write
+        try await Task { try await write(items) }.value
+    }
+}

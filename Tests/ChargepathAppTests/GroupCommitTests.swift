@@ -1,0 +1,360 @@
+import Chargepath
+import ChargepathPostgres
+import Foundation
+import Logging
+import NIOPosix
+import PostgresNIO
+import Synchronization
+import Testing
+
+/// Group commit of MeterValues: many chargers' values in one statement and one commit, each charger
+/// answered only after its own values are committed, and a bad item never costs the good ones.
+@Suite(.timeLimit(.minutes(3))) struct GroupCommitTests {
+    // MARK: - The batcher alone (no database)
+
+    @Test func callersThatComeWhileAWriteRunsShareTheNextOne() async throws {
+        let release = Latch(), releaseSecond = Latch()
+        let written = Shared<[[Int]]>([])
+        let batches = GroupCommit<Int>(configuration: .init(maximumConcurrentWrites: 1)) { items in
+            if items == [0] { await release.wait() } else { await releaseSecond.wait() }
+            written.withLock { $0.append(items) }
+        }
+        let answered = Shared(0)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await batches.submit(0); answered.withLock { $0 += 1 } }
+            // On a failed expectation, let the blocked writes end, so the test fails instead of hanging.
+            do {
+                try await eventually(timeout: .seconds(60), "the first write runs") { batches.writingCount == 1 }
+                for i in 1...20 {
+                    group.addTask { try await batches.submit(i); answered.withLock { $0 += 1 } }
+                }
+                try await eventually(timeout: .seconds(60), "20 wait") { batches.pendingCount == 20 }
+                #expect(answered.withLock { $0 } == 0)
+                await release.open()
+                // The 20 are written together, and none is answered before that write returns.
+                try await eventually(timeout: .seconds(60), "the second write runs") { batches.pendingCount == 0 && answered.withLock { $0 } >= 1 }
+                #expect(batches.writingCount == 1)
+                #expect(answered.withLock { $0 } == 1)
+                await releaseSecond.open()
+            } catch {
+                await release.open(); await releaseSecond.open()
+                throw error
+            }
+            try await group.waitForAll()
+        }
+        #expect(answered.withLock { $0 } == 21)
+        let batchesWritten = written.withLock { $0 }
+        #expect(batchesWritten.count == 2)
+        #expect(batchesWritten.last?.sorted() == Array(1...20))
+        #expect(batches.statistics.largestBatch == 20)
+        #expect(batches.writingCount == 0 && batches.pendingCount == 0)
+    }
+
+    @Test func aFailedBatchIsWrittenAgainItemByItem() async throws {
+        let release = Latch()
+        let committed = Shared<Set<Int>>([])
+        let batches = GroupCommit<Int>(configuration: .init(maximumConcurrentWrites: 1)) { items in
+            if items == [0] { await release.wait() }
+            if items.contains(13) { throw TestFailure("13 is refused") }
+            committed.withLock { $0.formUnion(items) }
+        }
+        let results = try await withThrowingTaskGroup(of: (Int, Bool).self) { group in
+            group.addTask { ((try? await batches.submit(0)) != nil) ? (0, true) : (0, false) }
+            do {
+                try await eventually(timeout: .seconds(60), "the first write runs") { batches.writingCount == 1 }
+                for i in 1...20 {
+                    group.addTask { ((try? await batches.submit(i)) != nil) ? (i, true) : (i, false) }
+                }
+                try await eventually(timeout: .seconds(60), "20 wait") { batches.pendingCount == 20 }
+            } catch {
+                await release.open()
+                throw error
+            }
+            await release.open()
+            var results: [Int: Bool] = [:]
+            for try await (i, ok) in group { results[i] = ok }
+            return results
+        }
+        #expect(results.filter { !$0.value }.map(\.key) == [13])
+        #expect(committed.withLock { $0 } == Set(0...20).subtracting([13]))
+        #expect(batches.statistics.failedBatches == 1)
+    }
+
+    @Test func aFullQueueMakesCallersWriteAlone() async throws {
+        let release = Latch()
+        let batches = GroupCommit<Int>(configuration: .init(maximumConcurrentWrites: 1, maximumPending: 3)) { items in
+            if items == [0] { await release.wait() }
+        }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await batches.submit(0) }
+            do {
+                try await eventually(timeout: .seconds(60), "the first write runs") { batches.writingCount == 1 }
+                for i in 1...3 { group.addTask { try await batches.submit(i) } }
+                try await eventually(timeout: .seconds(60), "3 wait") { batches.pendingCount == 3 }
+                // The queue is full: these do not wait for the blocked write.
+                for i in 4...6 { try await batches.submit(i) }
+                #expect(batches.pendingCount == 3)
+                #expect(batches.statistics.overflowed == 3)
+            } catch {
+                await release.open()
+                throw error
+            }
+            await release.open()
+            try await group.waitForAll()
+        }
+    }
+
+    // MARK: - Against PostgreSQL
+
+    @Test func manyChargersAtOnceLoseNoValueAndEachIsCommittedBeforeItsAnswer() async throws {
+        try await Self.withStore { store, client in
+            let chargers = 100, messages = 10
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for c in 0..<chargers {
+                    group.addTask {
+                        let id = "CP-\(c)"
+                        for m in 0..<messages {
+                            try await store.recordMeterValues(
+                                chargePointID: id, connectorID: 1 + c % 2, transactionID: c % 3 == 0 ? nil : 1000 + c,
+                                samples: Self.samples(message: m), receivedAt: Date()
+                            )
+                            // Answered: so it is committed and visible to any other connection.
+                            let stored = try await Self.count(client, "WHERE charge_point_id = \(id)")
+                            #expect(stored == (m + 1) * 5)
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            #expect(try await Self.count(client, "") == chargers * messages * 5)
+            #expect(try await Self.count(client, "WHERE transaction_id IS NULL") == 34 * messages * 5)
+            #expect(try await Self.count(client, "WHERE measurand = 'SoC' AND unit = 'Percent' AND context IS NULL") == chargers * messages)
+            // Exactly the rows one message at a time wrote: the same values, times to the millisecond.
+            let rows = try await client.query(
+                """
+                SELECT connector_id, transaction_id, value, measurand, phase, location, unit, format, source,
+                    to_char(sampled_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS')
+                FROM meter_values WHERE charge_point_id = 'CP-7' AND measurand = 'Voltage' ORDER BY sampled_at
+                """,
+                logger: TestDatabase.logger
+            )
+            var voltages: [String] = []
+            for try await (connector, transaction, value, measurand, phase, location, unit, format, source, at)
+                in rows.decode((Int, Int?, String, String?, String?, String?, String?, String?, String, String).self) {
+                #expect(connector == 2 && transaction == 1007 && measurand == "Voltage" && phase == "L1")
+                #expect(location == "Outlet" && unit == "V" && format == "Raw" && source == "MeterValues")
+                voltages.append("\(value)@\(at)")
+            }
+            #expect(voltages == (0..<messages).map { "230.\($0)@2026-11-25T12:00:\(String(format: "%02d", $0)).123" })
+        }
+    }
+
+    @Test func noChargerIsAnsweredBeforeTheCommitOfItsBatch() async throws {
+        try await Self.withStore { store, client in
+            let batches = store.meterValueWrites
+            let answered = Shared(0)
+            // Other transactions hold (uncommitted) a row with the same key as one value of CP-B1, of
+            // CP-B2 and of CP-5: an INSERT of that value waits until they end.
+            let first = try await Self.holdRows(client: client, chargePoints: ["CP-B1"])
+            let second = try await Self.holdRows(client: client, chargePoints: ["CP-B2", "CP-5"])
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                func submit(_ id: String) {
+                    group.addTask {
+                        try await store.recordMeterValues(
+                            chargePointID: id, connectorID: 1, transactionID: 1, samples: Self.samples(message: 0), receivedAt: Date()
+                        )
+                        answered.withLock { $0 += 1 }
+                    }
+                }
+                submit("CP-B1")
+                do {
+                    try await eventually(timeout: .seconds(60), "CP-B1 writes") { batches.writingCount == 1 }
+                    submit("CP-B2")
+                    try await eventually(timeout: .seconds(60), "CP-B2 writes") { batches.writingCount == 2 }
+                    for c in 0..<38 { submit("CP-\(c)") }
+                    try await eventually(timeout: .seconds(60), "38 queued") { batches.pendingCount == 38 }
+                    #expect(answered.withLock { $0 } == 0)
+                    // CP-B1's write goes through; the 38 follow in one statement, which waits for CP-5's row.
+                    try await first.release()
+                    try await eventually(timeout: .seconds(60), "the batch of 38 waits in PostgreSQL") {
+                        let waiting = try await Self.waitingOnLocks(client)
+                        return batches.pendingCount == 0 && waiting == 2 && answered.withLock { $0 } >= 1
+                    }
+                    #expect(answered.withLock { $0 } == 1)
+                    #expect(try await Self.count(client, "WHERE charge_point_id <> 'CP-B2'") == 5)
+                } catch {
+                    try await first.release(); try await second.release()
+                    throw error
+                }
+                try await second.release()
+                try await group.waitForAll()
+            }
+            #expect(answered.withLock { $0 } == 40)
+            #expect(try await Self.count(client, "") == 40 * 5)
+            #expect(batches.statistics.largestBatch == 38)
+        }
+    }
+
+    @Test func aBadMessageInABatchCostsOnlyItsOwnCharger() async throws {
+        try await Self.withStore { store, client in
+            let batches = store.meterValueWrites
+            let locker = try await Self.lockMeterValues(client: client)
+            let results = try await withThrowingTaskGroup(of: (String, Bool).self) { group in
+                func submit(_ id: String, connector: Int) {
+                    group.addTask {
+                        do {
+                            try await store.recordMeterValues(
+                                chargePointID: id, connectorID: connector, transactionID: nil, samples: Self.samples(message: 0), receivedAt: Date()
+                            )
+                            return (id, true)
+                        } catch {
+                            return (id, false)
+                        }
+                    }
+                }
+                // Two good ones hold both write slots (blocked by the lock); the rest queue into one batch.
+                submit("CP-A", connector: 1)
+                submit("CP-B", connector: 1)
+                do {
+                    try await eventually(timeout: .seconds(60), "both slots busy") { batches.writingCount == 2 }
+                    for c in 0..<10 { submit("CP-\(c)", connector: 1) }
+                    // connector_id is an integer column: this one fails its whole statement.
+                    submit("CP-BAD", connector: Int(Int32.max) + 1)
+                    try await eventually(timeout: .seconds(60), "11 queued") { batches.pendingCount == 11 }
+                } catch {
+                    try await locker.release()
+                    throw error
+                }
+                try await locker.release()
+                var results: [String: Bool] = [:]
+                for try await (id, ok) in group { results[id] = ok }
+                return results
+            }
+            #expect(results.count == 13)
+            #expect(results.filter { !$0.value }.map(\.key) == ["CP-BAD"])
+            #expect(try await Self.count(client, "") == 12 * 5)
+            #expect(try await Self.count(client, "WHERE charge_point_id = 'CP-BAD'") == 0)
+            #expect(batches.statistics.failedBatches == 1)
+        }
+    }
+
+    // MARK: - Helpers
+
+    static func samples(message m: Int) -> [MeterSample] {
+        let at = Date(timeIntervalSince1970: 1_795_608_000 + Double(m) + 0.123) // 2026-11-25T12:00:mm.123Z
+        return [
+            MeterSample(sampledAt: at, value: "\(1000 + m)", context: "Sample.Periodic", measurand: "Energy.Active.Import.Register", unit: "Wh"),
+            MeterSample(sampledAt: at, value: "7400", measurand: "Power.Active.Import", unit: "W"),
+            MeterSample(sampledAt: at, value: "32", measurand: "Current.Import", phase: "L1", unit: "A"),
+            MeterSample(sampledAt: at, value: "230.\(m)", format: "Raw", measurand: "Voltage", phase: "L1", location: "Outlet", unit: "V"),
+            MeterSample(sampledAt: at, value: "\(40 + m)", measurand: "SoC", unit: "Percent"),
+        ]
+    }
+
+    static func count(_ client: PostgresClient, _ condition: PostgresQuery) async throws -> Int {
+        var query: PostgresQuery = "SELECT count(*)::int FROM meter_values "
+        query.sql += condition.sql
+        query.binds = condition.binds
+        for try await n in try await client.query(query, logger: TestDatabase.logger).decode(Int.self) { return n }
+        return -1
+    }
+
+    /// A fresh migrated database, a store on it, and a client with room for checks while the
+    /// store's writes wait.
+    static func withStore(_ body: @Sendable (PostgresCentralSystemStore, PostgresClient) async throws -> Void) async throws {
+        let database = try await TestDatabase.shared.freshDatabase()
+        let client = PostgresClient(configuration: database.clientConfiguration(maximumConnections: 8), backgroundLogger: TestDatabase.logger)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await client.run() }
+            defer { group.cancelAll() }
+            try await MigrationRunner().run(on: client, logger: TestDatabase.logger)
+            try await body(PostgresCentralSystemStore(client: client, logger: TestDatabase.logger), client)
+        }
+    }
+
+    /// Holds `LOCK TABLE meter_values IN EXCLUSIVE MODE` in an open transaction (reads go on, every
+    /// INSERT waits) until `release()`.
+    static func lockMeterValues(client: PostgresClient) async throws -> TableLock {
+        let lock = TableLock()
+        let locked = Latch()
+        Task {
+            try await client.withConnection { connection in
+                try await connection.query("BEGIN", logger: TestDatabase.logger)
+                try await connection.query("LOCK TABLE meter_values IN EXCLUSIVE MODE", logger: TestDatabase.logger)
+                await locked.open()
+                await lock.released.wait()
+                try await connection.query("COMMIT", logger: TestDatabase.logger)
+            }
+        }
+        await locked.wait()
+        return lock
+    }
+
+    /// Inserts, in a transaction left open until `release()`, a row with the key of the first value
+    /// of `samples(message: 0)` (connector 1, transaction 1) for each charge point.
+    static func holdRows(client: PostgresClient, chargePoints: [String]) async throws -> TableLock {
+        let lock = TableLock()
+        let held = Latch()
+        let first = samples(message: 0)[0]
+        Task {
+            try await client.withConnection { connection in
+                try await connection.query("BEGIN", logger: TestDatabase.logger)
+                for id in chargePoints {
+                    try await connection.query(
+                        """
+                        INSERT INTO meter_values (charge_point_id, connector_id, transaction_id, sampled_at, value, context,
+                            measurand, unit, source, received_at)
+                        VALUES (\(id), 1, 1, '2026-11-25T12:00:00.123Z'::timestamptz, \(first.value), \(first.context), \(first.measurand), \(first.unit),
+                            'MeterValues', now())
+                        """,
+                        logger: TestDatabase.logger
+                    )
+                }
+                await held.open()
+                await lock.released.wait()
+                try await connection.query("COMMIT", logger: TestDatabase.logger)
+            }
+        }
+        await held.wait()
+        return lock
+    }
+
+    /// Statements of this database waiting for a lock now.
+    static func waitingOnLocks(_ client: PostgresClient) async throws -> Int {
+        let rows = try await client.query(
+            "SELECT count(*)::int FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            logger: TestDatabase.logger
+        )
+        for try await n in rows.decode(Int.self) { return n }
+        return -1
+    }
+
+    final class TableLock: Sendable {
+        let released = Latch()
+        func release() async throws { await released.open() }
+    }
+}
+
+/// A value behind a lock, shared by reference.
+final class Shared<Value: Sendable>: Sendable {
+    private let value: Mutex<Value>
+    init(_ value: Value) { self.value = Mutex(value) }
+    func withLock<R: Sendable>(_ body: (inout sending Value) -> sending R) -> R { value.withLock(body) }
+}
+
+/// Waits until opened (once, for every waiter).
+actor Latch {
+    private var isOpen = false
+    private var waiters: [CheckedContinuation<Void, Never>] = []
+
+    func wait() async {
+        if isOpen { return }
+        await withCheckedContinuation { waiters.append($0) }
+    }
+
+    func open() {
+        isOpen = true
+        for waiter in waiters { waiter.resume() }
+        waiters = []
+    }
+}
