@@ -15,6 +15,8 @@ public struct EmbeddedPostgres: Sendable {
         public var port: Int?
         /// Stop the cluster when the process with this pid exits, even if it is killed (a watchdog).
         public var stopWhenProcessExits: Int32?
+        /// Delete the data directory too once that process exits (for throwaway test clusters).
+        public var removeWhenProcessExits: Bool = false
         /// The system user that runs the cluster when we are root.
         public var systemUserWhenRoot: String
         /// PostgreSQL's max_connections, set when the cluster is created.
@@ -179,13 +181,16 @@ public struct EmbeddedPostgres: Sendable {
 
     /// A tiny shell loop, run as the cluster user, that stops the cluster once `pid` is gone.
     /// It watches `/proc/<pid>` because a signal test (`kill -0`) fails across users.
+    /// With `removeWhenProcessExits`, it then deletes the whole data directory (a throwaway cluster).
     func startWatchdog(tools: Tools, pid: Int32) throws {
-        let script = "while [ -d /proc/\(pid) ]; do sleep 1; done; exec '\(tools.pgCtl)' -D '\(clusterDirectory.path)' -m fast -w stop"
-        if runsAsRoot {
-            try Subprocess.spawnDetached("/usr/bin/setsid", ["/usr/sbin/runuser", "-u", configuration.systemUserWhenRoot, "--", "/bin/sh", "-c", script])
-        } else {
-            try Subprocess.spawnDetached("/usr/bin/setsid", ["/bin/sh", "-c", script])
+        let stop = "'\(tools.pgCtl)' -D '\(clusterDirectory.path)' -m fast -w stop"
+        // The loop runs as us; the stop as the cluster's user (PostgreSQL refuses root).
+        let stopAsClusterUser = runsAsRoot ? "/usr/sbin/runuser -u \(configuration.systemUserWhenRoot) -- \(stop)" : stop
+        var script = "while [ -d /proc/\(pid) ]; do sleep 1; done; \(stopAsClusterUser)"
+        if configuration.removeWhenProcessExits {
+            script += "; rm -rf '\(configuration.dataDirectory.path)'"
         }
+        try Subprocess.spawnDetached("/usr/bin/setsid", ["/bin/sh", "-c", script])
     }
 
     @discardableResult

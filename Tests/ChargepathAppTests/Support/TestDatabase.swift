@@ -32,11 +32,11 @@ actor TestDatabase {
         } else {
             let directory = URL(fileURLWithPath: NSTemporaryDirectory())
                 .appendingPathComponent("chargepath-tests-\(getpid())-\(UInt32.random(in: 0 ... .max))", isDirectory: true)
-            let embedded = EmbeddedPostgres(
-                // Every test runs a node with its own pool, all at once: room for all of them.
-                configuration: .init(dataDirectory: directory, stopWhenProcessExits: getpid(), maxConnections: 800),
-                logger: Self.logger
-            )
+            // Every test runs a node with its own pool, all at once: room for all of them. The
+            // cluster (a few GB after a full run) is deleted when the test process exits.
+            var configuration = EmbeddedPostgres.Configuration(dataDirectory: directory, stopWhenProcessExits: getpid(), maxConnections: 800)
+            configuration.removeWhenProcessExits = true
+            let embedded = EmbeddedPostgres(configuration: configuration, logger: Self.logger)
             endpoint = try await embedded.start().databaseEndpoint
         }
         return endpoint
