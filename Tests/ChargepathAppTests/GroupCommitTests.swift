@@ -108,7 +108,7 @@ import Testing
 
     @Test func manyChargersAtOnceLoseNoValueAndEachIsCommittedBeforeItsAnswer() async throws {
         try await Self.withStore { store, client in
-            let chargers = 100, messages = 10
+            let chargers = 40, messages = 6
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for c in 0..<chargers {
                     group.addTask {
@@ -127,7 +127,7 @@ import Testing
                 try await group.waitForAll()
             }
             #expect(try await Self.count(client, "") == chargers * messages * 5)
-            #expect(try await Self.count(client, "WHERE transaction_id IS NULL") == 34 * messages * 5)
+            #expect(try await Self.count(client, "WHERE transaction_id IS NULL") == 14 * messages * 5)
             #expect(try await Self.count(client, "WHERE measurand = 'SoC' AND unit = 'Percent' AND context IS NULL") == chargers * messages)
             // Exactly the rows one message at a time wrote: the same values, times to the millisecond.
             let rows = try await client.query(
