@@ -56,6 +56,7 @@ public struct ChargingSessionWorkflow: WorkflowDefinition {
     static let durationTimer = "max-duration"
     static let idleTimer = "max-idle"
     static let graceTimer = "interrupt-grace"
+    static let statusesOfASession: Set<String> = ["Charging", "SuspendedEV", "SuspendedEVSE"]
 
     public init() {}
 
@@ -127,8 +128,18 @@ public struct ChargingSessionWorkflow: WorkflowDefinition {
 
         case .chargerMessage(_, "StatusNotification", let request, _):
             let connector = request["connectorId"]?.int64Value
-            guard connector == Int64(input.connectorId), request["status"]?.stringValue == "Available",
-                  session.availableWithoutStopAt == nil else {
+            let status = request["status"]?.stringValue
+            // The connector is in a session again (some firmware reports Available for a moment):
+            // the transaction was not lost after all.
+            if connector == Int64(input.connectorId), session.availableWithoutStopAt != nil,
+               let status, Self.statusesOfASession.contains(status) {
+                session.availableWithoutStopAt = nil
+                return WorkflowTransition(
+                    state: .active(session), commands: [.cancelTimer(name: Self.graceTimer)], waitingFor: Self.waitingFor(session),
+                    note: "Connector \(input.connectorId) is \(status) again; the transaction goes on"
+                )
+            }
+            guard connector == Int64(input.connectorId), status == "Available", session.availableWithoutStopAt == nil else {
                 return unchanged(session)
             }
             session.availableWithoutStopAt = now

@@ -107,6 +107,25 @@ import Testing
         #expect(summary["stopReason"] == "Interrupted")
     }
 
+    @Test func chargingAgainWithinTheGraceKeepsTheTransactionOpen() throws {
+        let started = try workflow.start(input(grace: 30), now: t0)
+        let status = { (value: String, at: TimeInterval, state: ChargingSessionWorkflow.State) in
+            workflow.handle(
+                .chargerMessage(chargePointID: "CP-7", action: "StatusNotification", request: ["connectorId": 2, "status": .string(value), "errorCode": "NoError"], response: .emptyObject),
+                in: state, now: t0.addingTimeInterval(at)
+            )
+        }
+        let available = status("Available", 100, started.state)
+        let charging = status("Charging", 105, available.state)
+        #expect(charging.commands == [.cancelTimer(name: "interrupt-grace")])
+        // A stale grace timer that fires anyway changes nothing.
+        let late = workflow.handle(.timerFired(name: "interrupt-grace"), in: charging.state, now: t0.addingTimeInterval(130))
+        #expect(late.outcome == nil)
+        #expect(late.commands.isEmpty)
+        // And a later Available starts a new grace period.
+        #expect(status("Available", 200, charging.state).commands == [.setTimer(name: "interrupt-grace", at: t0.addingTimeInterval(230))])
+    }
+
     @Test func aStopWithinTheGraceEndsTheSessionNormally() throws {
         let started = try workflow.start(input(grace: 30), now: t0)
         let available = workflow.handle(
