@@ -144,23 +144,25 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
     }
 
     public func cancel(id: String) async throws -> WorkflowCancelResult {
-        let rows = try await client.query("SELECT status FROM workflow_executions WHERE id = \(id)", logger: logger)
-        var status: String?
-        for try await value in rows.decode(String.self) { status = value }
-        guard let status else { return .notFound }
+        guard let status = try await status(of: id) else { return .notFound }
         guard status == "RUNNING" else { return .alreadyFinished }
         try await deliver(.cancelled, to: id)
         return .cancelled
     }
 
     public func signal(id: String, name: String, payload: JSONValue) async throws -> WorkflowSignalResult {
-        let rows = try await client.query("SELECT status FROM workflow_executions WHERE id = \(id)", logger: logger)
-        var status: String?
-        for try await value in rows.decode(String.self) { status = value }
-        guard let status else { return .notFound }
+        guard let status = try await status(of: id) else { return .notFound }
         guard status == "RUNNING" else { return .alreadyFinished }
         try await deliver(.signal(name: name, payload: payload), to: id)
         return .delivered
+    }
+
+    /// An execution's status (RUNNING, SUCCEEDED, ...), or nil when there is no such execution.
+    private func status(of id: String) async throws -> String? {
+        let rows = try await client.query("SELECT status FROM workflow_executions WHERE id = \(id)", logger: logger)
+        var status: String?
+        for try await value in rows.decode(String.self) { status = value }
+        return status
     }
 
     /// Sends an operator signal to an execution.

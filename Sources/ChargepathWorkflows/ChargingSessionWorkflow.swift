@@ -100,7 +100,7 @@ public struct ChargingSessionWorkflow: WorkflowDefinition {
                 session.lastEnergyWh = reading
                 session.lastEnergyRiseAt = now
             }
-            if session.limitReached == nil, let maximum = session.limits.maxEnergyWh, session.lastEnergyWh - input.meterStart >= maximum {
+            if let maximum = Self.reachedEnergyLimit(session) {
                 return stop(session, limit: "EnergyLimit", note: "Energy limit of \(maximum) Wh reached")
             }
             var commands: [WorkflowCommand] = []
@@ -161,7 +161,7 @@ public struct ChargingSessionWorkflow: WorkflowDefinition {
             }
             session.limits = session.limits.merged(with: newer)
             var commands = Self.limitTimers(session)
-            if session.limitReached == nil, let maximum = session.limits.maxEnergyWh, session.lastEnergyWh - input.meterStart >= maximum {
+            if let maximum = Self.reachedEnergyLimit(session) {
                 return stop(session, limit: "EnergyLimit", note: "Energy limit of \(maximum) Wh already reached when it was set")
             }
             if session.limitReached != nil { commands = [] }
@@ -226,6 +226,14 @@ public struct ChargingSessionWorkflow: WorkflowDefinition {
     }
 
     // MARK: Helpers
+
+    /// The energy limit, when no limit has stopped the session yet and the energy since the meter
+    /// start has reached it.
+    static func reachedEnergyLimit(_ session: Session) -> Int? {
+        guard session.limitReached == nil, let maximum = session.limits.maxEnergyWh,
+              session.lastEnergyWh - session.input.meterStart >= maximum else { return nil }
+        return maximum
+    }
 
     static func limitTimers(_ session: Session) -> [WorkflowCommand] {
         var commands: [WorkflowCommand] = []
