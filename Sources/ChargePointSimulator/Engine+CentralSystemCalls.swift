@@ -73,7 +73,7 @@ extension ChargePointEngine {
         if let violations = OCPP16Validation.request(action, payload), !violations.isEmpty {
             throw AnswerError(code: violations.errorCode(for: .ocpp16) ?? .formationViolation, description: violations.summary())
         }
-        do { return try payload.decode(T.self, decoder: decoder) } catch {
+        do { return try payload.decode(T.self, using: OCPP16Coding.valueDecoder) } catch {
             throw AnswerError(code: .formationViolation, description: "cannot decode \(action): \(error)")
         }
     }

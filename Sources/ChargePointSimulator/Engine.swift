@@ -61,7 +61,6 @@ final class ChargePointEngine {
     let rateLimiter: RateLimiter?
     let clock = ContinuousClock()
     let encoder = OCPP16Coding.makeEncoder()
-    let decoder = OCPP16Coding.makeDecoder()
 
     // Connection
     var connection: TransportConnection?
@@ -472,7 +471,7 @@ final class ChargePointEngine {
         let payload = try JSONValue(encoding: request, encoder: encoder)
         let answer = try await call(action: R.action, payload: payload)
         do {
-            return try answer.decode(R.Response.self, decoder: decoder)
+            return try answer.decode(R.Response.self, using: OCPP16Coding.valueDecoder)
         } catch {
             throw SimulatorError(.decodingFailed, "cannot decode \(R.action) response \(answer.serialized()): \(error)")
         }

@@ -138,7 +138,7 @@ public final class SimulatedChargePoint: Sendable {
         let payload = try JSONValue(encoding: request, encoder: OCPP16Coding.makeEncoder())
         let answer = try await call(action: R.action, payload: payload)
         do {
-            return try answer.decode(R.Response.self, decoder: OCPP16Coding.makeDecoder())
+            return try answer.decode(R.Response.self, using: OCPP16Coding.valueDecoder)
         } catch {
             throw SimulatorError(.decodingFailed, "cannot decode \(R.action) response \(answer.serialized()): \(error)")
         }

@@ -150,7 +150,7 @@ public struct OCPP16Handler: Sendable {
 
     private func decode<T: Decodable>(_ type: T.Type, _ payload: JSONValue) throws -> T {
         do {
-            return try payload.decode(type, decoder: Self.decoder)
+            return try payload.decode(type, using: OCPP16Coding.valueDecoder)
         } catch {
             // The schema accepted it, so this is a shape Codable is stricter about (e.g. a date).
             throw OCPPCallError(.formationViolation, "The payload could not be read: \(error)")
@@ -161,9 +161,8 @@ public struct OCPP16Handler: Sendable {
         try JSONValue(encoding: value, encoder: Self.encoder)
     }
 
-    // One coder pair for every message rather than two new ones per CALL: both are thread-safe once
-    // configured, and nothing changes their options afterwards.
-    private static let decoder = OCPP16Coding.makeDecoder()
+    // One encoder for every message rather than a new one per CALL: it is thread-safe once
+    // configured, and nothing changes its options afterwards.
     private static let encoder = OCPP16Coding.makeEncoder()
 }
 

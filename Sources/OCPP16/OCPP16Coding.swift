@@ -1,4 +1,5 @@
 public import Foundation
+public import OCPPCore
 
 /// JSON coders configured for OCPP 1.6J payloads.
 ///
@@ -18,6 +19,9 @@ public enum OCPP16Coding {
         }
         return encoder
     }
+
+    /// Decodes payloads straight from a parsed `JSONValue` (no text round trip), with the same date rules.
+    public static let valueDecoder = JSONValueDecoder(parseDate: OCPP16DateTime.parse)
 
     public static func makeDecoder() -> JSONDecoder {
         let decoder = JSONDecoder()

@@ -50,9 +50,11 @@ struct OCPP16MessageTests {
         let sampler = try SchemaSampler(schemaText: try #require(schemaText(action, kind)))
         for includeOptional in [true, false] {
             let sample = try sampler.sample(includeOptional: includeOptional)
-            let reencoded = try roundTrip(payloadType(action, kind), try jsonData(sample))
-            #expect(jsonEqual(sample, reencoded),
-                    "\(action.rawValue) \(kind) optional=\(includeOptional): \(sample) != \(reencoded)")
+            for decoding in PayloadDecoding.allCases {
+                let reencoded = try roundTrip(payloadType(action, kind), try jsonData(sample), decoding: decoding)
+                #expect(jsonEqual(sample, reencoded),
+                        "\(action.rawValue) \(kind) optional=\(includeOptional) \(decoding): \(sample) != \(reencoded)")
+            }
         }
     }
 
@@ -61,12 +63,14 @@ struct OCPP16MessageTests {
         let sampler = try SchemaSampler(schemaText: try #require(schemaText(action, kind)))
         let type = payloadType(action, kind)
         for (path, payload) in try sampler.samplesMissingOneRequiredField() {
-            #expect(!decodes(type, try jsonData(payload)), "\(action.rawValue) \(kind): missing \(path) decoded")
+            for decoding in PayloadDecoding.allCases {
+                #expect(!decodes(type, try jsonData(payload), decoding: decoding), "\(action.rawValue) \(kind) \(decoding): missing \(path) decoded")
+            }
         }
     }
 
-    @Test func missingRequiredFieldSpotChecks() throws {
-        let decoder = OCPP16Coding.makeDecoder()
+    @Test(arguments: PayloadDecoding.allCases)
+    func missingRequiredFieldSpotChecks(_ decoder: PayloadDecoding) throws {
         #expect(throws: DecodingError.self) {
             try decoder.decode(BootNotificationRequest.self, from: Data(#"{"chargePointVendor":"V"}"#.utf8))
         }
@@ -79,8 +83,8 @@ struct OCPP16MessageTests {
         }
     }
 
-    @Test func decodingIsStrictAboutTypes() throws {
-        let decoder = OCPP16Coding.makeDecoder()
+    @Test(arguments: PayloadDecoding.allCases)
+    func decodingIsStrictAboutTypes(_ decoder: PayloadDecoding) throws {
         // integer as string
         #expect(throws: DecodingError.self) {
             try decoder.decode(StatusNotificationRequest.self, from: Data(

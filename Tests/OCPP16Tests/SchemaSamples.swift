@@ -157,23 +157,43 @@ func responseType<R: OCPPRequest>(of _: R.Type) -> any OCPPPayload.Type {
     R.Response.self
 }
 
+/// The two ways payloads are decoded: Foundation's `JSONDecoder` from text (the simulator's and
+/// the tests' path) and `JSONValueDecoder` from the parsed tree (the server's hot path). Both must
+/// accept and refuse the same payloads and give equal values.
+enum PayloadDecoding: String, CaseIterable, Sendable, CustomTestStringConvertible {
+    case jsonDecoder, jsonValueDecoder
+
+    func decode<T: Decodable>(_ type: T.Type, from data: Data) throws -> T {
+        switch self {
+        case .jsonDecoder: try OCPP16Coding.makeDecoder().decode(T.self, from: data)
+        case .jsonValueDecoder: try JSONValue.parse(data).decode(T.self, using: OCPP16Coding.valueDecoder)
+        }
+    }
+
+    var testDescription: String { rawValue }
+}
+
 /// Decodes `data` into `T`, re-encodes it, and returns the re-encoded JSON object.
-func roundTrip<T: OCPPPayload>(_ type: T.Type, _ data: Data) throws -> Any {
-    let decoder = OCPP16Coding.makeDecoder()
+func roundTrip<T: OCPPPayload>(_ type: T.Type, _ data: Data, decoding: PayloadDecoding = .jsonDecoder) throws -> Any {
     let encoder = OCPP16Coding.makeEncoder()
-    let value = try decoder.decode(T.self, from: data)
+    let value = try decoding.decode(T.self, from: data)
     let encoded = try encoder.encode(value)
-    let again = try decoder.decode(T.self, from: encoded)
+    let again = try decoding.decode(T.self, from: encoded)
     guard again == value else { throw RoundTripError.notStable(String(describing: T.self)) }
+    // Both decoders read the same value from the same text.
+    for other in PayloadDecoding.allCases where other != decoding {
+        guard try other.decode(T.self, from: data) == value else { throw RoundTripError.decodersDisagree(String(describing: T.self)) }
+    }
     return try jsonObject(encoded)
 }
 
-func decodes<T: OCPPPayload>(_ type: T.Type, _ data: Data) -> Bool {
-    (try? OCPP16Coding.makeDecoder().decode(T.self, from: data)) != nil
+func decodes<T: OCPPPayload>(_ type: T.Type, _ data: Data, decoding: PayloadDecoding = .jsonDecoder) -> Bool {
+    (try? decoding.decode(T.self, from: data)) != nil
 }
 
 enum RoundTripError: Error {
     case notStable(String)
+    case decodersDisagree(String)
 }
 
 enum SchemaKind: String, CaseIterable, Sendable {
