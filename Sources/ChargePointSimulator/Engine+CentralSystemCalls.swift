@@ -79,7 +79,7 @@ extension ChargePointEngine {
     }
 
     private func encode(_ value: some Encodable) throws -> JSONValue {
-        try JSONValue(encoding: value, encoder: encoder)
+        try JSONValue(encoding: value, using: OCPP16Coding.valueEncoder)
     }
 
     private var connectorRange: ClosedRange<Int> { 0...(connectors.count - 1) }

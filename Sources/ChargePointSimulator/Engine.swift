@@ -60,7 +60,6 @@ final class ChargePointEngine {
     let scenario: ChargerScenario
     let rateLimiter: RateLimiter?
     let clock = ContinuousClock()
-    let encoder = OCPP16Coding.makeEncoder()
 
     // Connection
     var connection: TransportConnection?
@@ -468,7 +467,7 @@ final class ChargePointEngine {
     }
 
     func call<R: OCPPRequest>(_ request: R) async throws -> R.Response {
-        let payload = try JSONValue(encoding: request, encoder: encoder)
+        let payload = try JSONValue(encoding: request, using: OCPP16Coding.valueEncoder)
         let answer = try await call(action: R.action, payload: payload)
         do {
             return try answer.decode(R.Response.self, using: OCPP16Coding.valueDecoder)

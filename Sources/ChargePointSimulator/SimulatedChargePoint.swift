@@ -135,7 +135,7 @@ public final class SimulatedChargePoint: Sendable {
     /// `SimulatorError` for `.notConnected`, `.timeout`, `.connectionClosed`, `.schemaViolation`,
     /// `.decodingFailed`. CALLs are sent one at a time (OCPP-J); others wait their turn.
     public func call<R: OCPPRequest>(_ request: R) async throws -> R.Response {
-        let payload = try JSONValue(encoding: request, encoder: OCPP16Coding.makeEncoder())
+        let payload = try JSONValue(encoding: request, using: OCPP16Coding.valueEncoder)
         let answer = try await call(action: R.action, payload: payload)
         do {
             return try answer.decode(R.Response.self, using: OCPP16Coding.valueDecoder)

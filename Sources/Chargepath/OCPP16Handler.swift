@@ -158,12 +158,9 @@ public struct OCPP16Handler: Sendable {
     }
 
     private func encode(_ value: some Encodable) throws -> JSONValue {
-        try JSONValue(encoding: value, encoder: Self.encoder)
+        try JSONValue(encoding: value, using: OCPP16Coding.valueEncoder)
     }
 
-    // One encoder for every message rather than a new one per CALL: it is thread-safe once
-    // configured, and nothing changes its options afterwards.
-    private static let encoder = OCPP16Coding.makeEncoder()
 }
 
 /// The fields MeterValues' and StopTransaction's sampled values share (the schemas differ only in

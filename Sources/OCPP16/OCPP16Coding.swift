@@ -22,6 +22,8 @@ public enum OCPP16Coding {
 
     /// Decodes payloads straight from a parsed `JSONValue` (no text round trip), with the same date rules.
     public static let valueDecoder = JSONValueDecoder(parseDate: OCPP16DateTime.parse)
+    /// Encodes payloads straight into a `JSONValue` (no text round trip), with the same date format.
+    public static let valueEncoder = JSONValueEncoder(formatDate: OCPP16DateTime.format)
 
     public static func makeDecoder() -> JSONDecoder {
         let decoder = JSONDecoder()

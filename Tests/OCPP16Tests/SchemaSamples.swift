@@ -184,6 +184,13 @@ func roundTrip<T: OCPPPayload>(_ type: T.Type, _ data: Data, decoding: PayloadDe
     for other in PayloadDecoding.allCases where other != decoding {
         guard try other.decode(T.self, from: data) == value else { throw RoundTripError.decodersDisagree(String(describing: T.self)) }
     }
+    // JSONValueEncoder (the server's answers, the simulator's requests) writes the same members with
+    // the same number forms as JSONEncoder read back through the frame parser (JSONEncoder's member
+    // order is a hash order, so members are compared sorted).
+    let direct = sortedKeys(try JSONValue(encoding: value, using: OCPP16Coding.valueEncoder)).serialized()
+    guard direct == sortedKeys(try JSONValue.parse(encoded)).serialized() else {
+        throw RoundTripError.encodersDisagree("\(T.self): \(direct) vs \(String(decoding: encoded, as: UTF8.self))")
+    }
     return try jsonObject(encoded)
 }
 
@@ -191,9 +198,19 @@ func decodes<T: OCPPPayload>(_ type: T.Type, _ data: Data, decoding: PayloadDeco
     (try? decoding.decode(T.self, from: data)) != nil
 }
 
+/// `value` with every object's members in key order.
+func sortedKeys(_ value: JSONValue) -> JSONValue {
+    switch value {
+    case .object(let object): .object(JSONObject(object.sorted { $0.key < $1.key }.map { ($0.key, sortedKeys($0.value)) }))
+    case .array(let elements): .array(elements.map(sortedKeys))
+    default: value
+    }
+}
+
 enum RoundTripError: Error {
     case notStable(String)
     case decodersDisagree(String)
+    case encodersDisagree(String)
 }
 
 enum SchemaKind: String, CaseIterable, Sendable {

@@ -104,3 +104,58 @@ struct JSONValueDecoderTests {
         }
     }
 }
+
+/// `JSONValueEncoder` builds the tree `JSONEncoder` would write, without the text in between.
+struct JSONValueEncoderTests {
+    struct Limits: Codable, Equatable {
+        var maxEnergyWh: Int?
+        var ratio: Double
+        var at: Date
+        var tags: [String]
+        var extra: JSONValue
+    }
+
+    /// Writes through nested containers obtained before their contents are written.
+    struct Custom: Encodable {
+        enum Keys: String, CodingKey { case outer, list, last }
+        func encode(to encoder: any Encoder) throws {
+            var root = encoder.container(keyedBy: Keys.self)
+            var outer = root.nestedContainer(keyedBy: Keys.self, forKey: .outer)
+            var list = root.nestedUnkeyedContainer(forKey: .list)
+            try root.encode(1, forKey: .last)
+            try outer.encode("x", forKey: .last)
+            try list.encode(true)
+            var inner = list.nestedUnkeyedContainer()
+            try inner.encode(2.5)
+            try list.encodeNil()
+        }
+    }
+
+    let encoder = JSONValueEncoder(formatDate: { _ in "2026-11-25T12:00:00.000Z" })
+
+    @Test func writesWhatJSONEncoderWrites() throws {
+        let value = Limits(maxEnergyWh: nil, ratio: 16, at: Date(timeIntervalSince1970: 0), tags: ["a", "b"], extra: ["z": 1, "a": [true, nil]])
+        let tree = try encoder.encode(value)
+        // nil omitted, members in declaration order, 16.0 written as 16, the date through formatDate,
+        // an embedded JSONValue as it is.
+        #expect(tree.serialized() == #"{"ratio":16,"at":"2026-11-25T12:00:00.000Z","tags":["a","b"],"extra":{"z":1,"a":[true,null]}}"#)
+        let foundation = JSONEncoder()
+        foundation.dateEncodingStrategy = .custom { _, e in var c = e.singleValueContainer(); try c.encode("2026-11-25T12:00:00.000Z") }
+        #expect(try JSONValue.parse(foundation.encode(value)) == tree)
+        #expect(try encoder.encode(Limits(maxEnergyWh: 7, ratio: 0.25, at: .now, tags: [], extra: nil))["maxEnergyWh"] == 7)
+        #expect(try encoder.encode(Limits(maxEnergyWh: 7, ratio: 0.25, at: .now, tags: [], extra: nil))["ratio"] == .double(0.25))
+    }
+
+    @Test func nestedContainersWriteIntoTheirParent() throws {
+        #expect(try encoder.encode(Custom()).serialized() == #"{"outer":{"last":"x"},"list":[true,[2.5],null],"last":1}"#)
+    }
+
+    @Test func aNonFiniteNumberIsAnErrorAtItsPath() throws {
+        do {
+            _ = try encoder.encode(["ok": 1.0, "bad": Double.nan].sorted { $0.key < $1.key }.map { [$0.key: $0.value] })
+            Issue.record("encoded NaN")
+        } catch EncodingError.invalidValue(_, let context) {
+            #expect(context.codingPath.map(\.stringValue) == ["Index 0", "bad"])
+        }
+    }
+}
