@@ -20,7 +20,7 @@ public struct JSONValueDecoder: Sendable {
     }
 
     public func decode<T: Decodable>(_ type: T.Type = T.self, from value: JSONValue) throws -> T {
-        try JSONValueDecoding(value: value, codingPath: [], options: self).unwrap(T.self)
+        try JSONValueDecoding(value: value, parentPath: [], key: nil, options: self).unwrap(T.self)
     }
 }
 
@@ -31,12 +31,26 @@ extension JSONValue {
     }
 }
 
-/// One value being decoded, at a coding path.
+/// One value being decoded, at a coding path (built only when asked for: an error or a container,
+/// not for every field).
 private struct JSONValueDecoding: Decoder {
     let value: JSONValue
-    let codingPath: [any CodingKey]
+    let parentPath: [any CodingKey]
+    let key: (any CodingKey)?
     let options: JSONValueDecoder
     var userInfo: [CodingUserInfoKey: Any] { [:] }
+
+    init(value: JSONValue, parentPath: [any CodingKey], key: (any CodingKey)?, options: JSONValueDecoder) {
+        self.value = value
+        self.parentPath = parentPath
+        self.key = key
+        self.options = options
+    }
+
+    var codingPath: [any CodingKey] {
+        guard let key else { return parentPath }
+        return parentPath + [key]
+    }
 
     func container<Key: CodingKey>(keyedBy type: Key.Type) throws -> KeyedDecodingContainer<Key> {
         guard case .object(let object) = value else { throw mismatch([String: JSONValue].self, value, codingPath) }
@@ -66,25 +80,25 @@ private struct JSONValueDecoding: Decoder {
 
 /// Reading JSON scalars the way `JSONDecoder` does.
 private enum Primitive {
-    static func string(_ value: JSONValue, _ path: [any CodingKey]) throws -> String {
-        guard case .string(let text) = value else { throw mismatch(String.self, value, path) }
+    static func string(_ value: JSONValue, _ path: @autoclosure () -> [any CodingKey]) throws -> String {
+        guard case .string(let text) = value else { throw mismatch(String.self, value, path()) }
         return text
     }
 
-    static func bool(_ value: JSONValue, _ path: [any CodingKey]) throws -> Bool {
-        guard case .bool(let flag) = value else { throw mismatch(Bool.self, value, path) }
+    static func bool(_ value: JSONValue, _ path: @autoclosure () -> [any CodingKey]) throws -> Bool {
+        guard case .bool(let flag) = value else { throw mismatch(Bool.self, value, path()) }
         return flag
     }
 
-    static func double(_ value: JSONValue, _ path: [any CodingKey]) throws -> Double {
-        guard let number = value.doubleValue else { throw mismatch(Double.self, value, path) }
+    static func double(_ value: JSONValue, _ path: @autoclosure () -> [any CodingKey]) throws -> Double {
+        guard let number = value.doubleValue else { throw mismatch(Double.self, value, path()) }
         return number
     }
 
-    static func integer<I: FixedWidthInteger>(_ value: JSONValue, _ path: [any CodingKey], as type: I.Type) throws -> I {
-        guard let whole = value.int64Value else { throw mismatch(I.self, value, path) }
+    static func integer<I: FixedWidthInteger>(_ value: JSONValue, _ path: @autoclosure () -> [any CodingKey], as type: I.Type) throws -> I {
+        guard let whole = value.int64Value else { throw mismatch(I.self, value, path()) }
         guard let exact = I(exactly: whole) else {
-            throw DecodingError.dataCorrupted(.init(codingPath: path, debugDescription: "Number \(whole) does not fit in \(I.self)."))
+            throw DecodingError.dataCorrupted(.init(codingPath: path(), debugDescription: "Number \(whole) does not fit in \(I.self)."))
         }
         return exact
     }
@@ -140,23 +154,23 @@ private struct KeyedContainer<Key: CodingKey>: KeyedDecodingContainerProtocol {
     func decode(_ type: UInt64.Type, forKey key: Key) throws -> UInt64 { try Primitive.integer(value(for: key), path(key), as: UInt64.self) }
 
     func decode<T: Decodable>(_ type: T.Type, forKey key: Key) throws -> T {
-        try JSONValueDecoding(value: value(for: key), codingPath: path(key), options: options).unwrap(T.self)
+        try JSONValueDecoding(value: value(for: key), parentPath: codingPath, key: key, options: options).unwrap(T.self)
     }
 
     func nestedContainer<NestedKey: CodingKey>(keyedBy type: NestedKey.Type, forKey key: Key) throws -> KeyedDecodingContainer<NestedKey> {
-        try JSONValueDecoding(value: value(for: key), codingPath: path(key), options: options).container(keyedBy: type)
+        try JSONValueDecoding(value: value(for: key), parentPath: codingPath, key: key, options: options).container(keyedBy: type)
     }
 
     func nestedUnkeyedContainer(forKey key: Key) throws -> any UnkeyedDecodingContainer {
-        try JSONValueDecoding(value: value(for: key), codingPath: path(key), options: options).unkeyedContainer()
+        try JSONValueDecoding(value: value(for: key), parentPath: codingPath, key: key, options: options).unkeyedContainer()
     }
 
     func superDecoder() throws -> any Decoder {
-        JSONValueDecoding(value: object["super"] ?? .null, codingPath: codingPath, options: options)
+        JSONValueDecoding(value: object["super"] ?? .null, parentPath: codingPath, key: nil, options: options)
     }
 
     func superDecoder(forKey key: Key) throws -> any Decoder {
-        JSONValueDecoding(value: object[key.stringValue] ?? .null, codingPath: path(key), options: options)
+        JSONValueDecoding(value: object[key.stringValue] ?? .null, parentPath: codingPath, key: key, options: options)
     }
 }
 
@@ -178,11 +192,11 @@ private struct UnkeyedContainer: UnkeyedDecodingContainer {
     private func path() -> [any CodingKey] { codingPath + [IndexKey(currentIndex)] }
 
     /// The next element (consumed only when reading it succeeds).
-    private mutating func next<T>(_ type: T.Type, _ read: (JSONValue, [any CodingKey]) throws -> T) throws -> T {
+    private mutating func next<T>(_ type: T.Type, _ read: (JSONValueDecoding) throws -> T) throws -> T {
         guard !isAtEnd else {
             throw DecodingError.valueNotFound(type, .init(codingPath: path(), debugDescription: "Unkeyed container is at end."))
         }
-        let result = try read(elements[currentIndex], path())
+        let result = try read(JSONValueDecoding(value: elements[currentIndex], parentPath: codingPath, key: IndexKey(currentIndex), options: options))
         currentIndex += 1
         return result
     }
@@ -194,36 +208,24 @@ private struct UnkeyedContainer: UnkeyedDecodingContainer {
         return true
     }
 
-    mutating func decode(_ type: Bool.Type) throws -> Bool { try next(type, Primitive.bool) }
-    mutating func decode(_ type: String.Type) throws -> String { try next(type, Primitive.string) }
-    mutating func decode(_ type: Double.Type) throws -> Double { try next(type, Primitive.double) }
-    mutating func decode(_ type: Float.Type) throws -> Float { Float(try next(Double.self, Primitive.double)) }
-    mutating func decode(_ type: Int.Type) throws -> Int { try next(type) { try Primitive.integer($0, $1, as: Int.self) } }
-    mutating func decode(_ type: Int64.Type) throws -> Int64 { try next(type) { try Primitive.integer($0, $1, as: Int64.self) } }
+    mutating func decode(_ type: Bool.Type) throws -> Bool { try next(type) { try Primitive.bool($0.value, $0.codingPath) } }
+    mutating func decode(_ type: String.Type) throws -> String { try next(type) { try Primitive.string($0.value, $0.codingPath) } }
+    mutating func decode(_ type: Double.Type) throws -> Double { try next(type) { try Primitive.double($0.value, $0.codingPath) } }
+    mutating func decode(_ type: Float.Type) throws -> Float { Float(try next(Double.self) { try Primitive.double($0.value, $0.codingPath) }) }
+    mutating func decode(_ type: Int.Type) throws -> Int { try next(type) { try Primitive.integer($0.value, $0.codingPath, as: Int.self) } }
+    mutating func decode(_ type: Int64.Type) throws -> Int64 { try next(type) { try Primitive.integer($0.value, $0.codingPath, as: Int64.self) } }
 
-    mutating func decode<T: Decodable>(_ type: T.Type) throws -> T {
-        let options = self.options
-        return try next(type) { value, path in try JSONValueDecoding(value: value, codingPath: path, options: options).unwrap(T.self) }
-    }
+    mutating func decode<T: Decodable>(_ type: T.Type) throws -> T { try next(type) { try $0.unwrap(T.self) } }
 
     mutating func nestedContainer<NestedKey: CodingKey>(keyedBy type: NestedKey.Type) throws -> KeyedDecodingContainer<NestedKey> {
-        let options = self.options
-        return try next(KeyedDecodingContainer<NestedKey>.self) { value, path in
-            try JSONValueDecoding(value: value, codingPath: path, options: options).container(keyedBy: type)
-        }
+        try next(KeyedDecodingContainer<NestedKey>.self) { try $0.container(keyedBy: type) }
     }
 
     mutating func nestedUnkeyedContainer() throws -> any UnkeyedDecodingContainer {
-        let options = self.options
-        return try next((any UnkeyedDecodingContainer).self) { value, path in
-            try JSONValueDecoding(value: value, codingPath: path, options: options).unkeyedContainer()
-        }
+        try next((any UnkeyedDecodingContainer).self) { try $0.unkeyedContainer() }
     }
 
-    mutating func superDecoder() throws -> any Decoder {
-        let options = self.options
-        return try next((any Decoder).self) { value, path in JSONValueDecoding(value: value, codingPath: path, options: options) }
-    }
+    mutating func superDecoder() throws -> any Decoder { try next((any Decoder).self) { $0 } }
 }
 
 private struct SingleValueContainer: SingleValueDecodingContainer {
