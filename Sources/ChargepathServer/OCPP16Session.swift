@@ -138,56 +138,67 @@ final class OCPP16Session: ChargerSession {
     }
 
     private func handleCall(id: String, action: String, payload: JSONValue) async {
-        var logger = self.logger
-        logger[metadataKey: "ocpp.action"] = "\(action)"
-        logger[metadataKey: "ocpp.message_id"] = "\(id)"
-        let state = loop.withLock { $0 }
-        if let last = state.lastAnswered, last.id == id, last.action == action {
+        if let last = loop.withLock({ $0.lastAnswered }), last.id == id, last.action == action {
             // A resent CALL (the charger missed our answer, or sent it twice): answer again, do nothing twice.
-            logger.info("Answering a resent CALL again without handling it twice")
+            logger.info("Answering a resent CALL again without handling it twice", metadata: ["ocpp.action": "\(action)", "ocpp.message_id": "\(id)"])
             await send(last.reply)
             return
         }
-        let reply: OCPPFrame
-        var session = state.session
-        if let known = OCPP16Action(rawValue: action) {
-            if known.direction == .centralSystemToChargePoint {
-                reply = Self.error(id, .notSupported, "\(action) is sent by a central system to a charge point, not the other way round.")
-            } else if let violations = OCPP16RequestSchemas.byAction[action]?.validate(payload), !violations.isEmpty {
-                let code = violations.errorCode(for: .ocpp16) ?? .formationViolation
-                logger.info("Rejected a CALL that violates its schema", metadata: ["ocpp.error_code": "\(code.wireName(for: .ocpp16))"])
-                reply = Self.error(id, code, violations.summary())
-            } else {
-                let handler = self.handler
-                let current = session
-                do {
-                    let (result, updated) = try await withTimeLimit(configuration.handlerTimeout) {
-                        var state = current
-                        let result = try await handler.handle(action: known, payload: payload, state: &state)
-                        return (result, state)
-                    }
-                    session = updated
-                    reply = .callResult(id: id, payload: result)
-                } catch let error as OCPPCallError {
-                    reply = Self.error(id, error.code, error.message)
-                } catch {
-                    logger.error("Could not handle a CALL; answering InternalError", metadata: ["error": "\(String(reflecting: error))"])
-                    reply = Self.error(id, .internalError, "The central system could not store this message right now; send it again later.")
-                }
+        // Everything the CALL needs (validation, the handler, the database, waking workflows) is
+        // bounded by one time limit: a database that does not answer gets the charger an
+        // InternalError in time, and the connection goes on reading.
+        let current = loop.withLock { $0.session }
+        let reply: String
+        do {
+            let answered = try await withTimeLimit(configuration.handlerTimeout) { [self] in
+                await self.respond(id: id, action: action, payload: payload, state: current)
             }
-        } else {
-            reply = Self.error(id, .notImplemented, "Unknown action '\(action.prefix(60))' for OCPP 1.6.")
+            reply = answered.reply
+            loop.withLock {
+                $0.session = answered.state
+                $0.lastAnswered = (id, action, reply)
+            }
+        } catch {
+            logger.error("Could not handle a CALL in time; answering InternalError",
+                         metadata: ["ocpp.action": "\(action)", "ocpp.message_id": "\(id)", "error": "\(String(reflecting: error))"])
+            reply = Self.error(id, .internalError, "The central system could not store this message right now; send it again later.").encode()
+            loop.withLock { $0.lastAnswered = (id, action, reply) }
         }
-        let text = reply.encode()
-        loop.withLock {
-            $0.session = session
-            $0.lastAnswered = (id, action, text)
+        await send(reply)
+    }
+
+    /// Validates and handles one CALL; returns the answer's text and the session state after it.
+    /// Workflows waiting for the message hear of it once it is stored, before the charger is
+    /// answered: a crash in between makes the charger send it again (handled once, heard at least once).
+    private func respond(id: String, action: String, payload: JSONValue, state: OCPP16SessionState) async -> (reply: String, state: OCPP16SessionState) {
+        var logger = self.logger
+        logger[metadataKey: "ocpp.action"] = "\(action)"
+        logger[metadataKey: "ocpp.message_id"] = "\(id)"
+        guard let known = OCPP16Action(rawValue: action) else {
+            return (Self.error(id, .notImplemented, "Unknown action '\(action.prefix(60))' for OCPP 1.6.").encode(), state)
         }
-        await send(text)
-        // Workflows waiting for this message hear of it once it is stored and answered.
-        if let workflows, Self.actionsWorkflowsWaitFor.contains(action), case .callResult(_, let response) = reply {
-            await workflows.chargerMessage(chargePointID: chargePointID, action: action, request: payload, response: response)
+        if known.direction == .centralSystemToChargePoint {
+            return (Self.error(id, .notSupported, "\(action) is sent by a central system to a charge point, not the other way round.").encode(), state)
         }
+        if let violations = OCPP16RequestSchemas.byAction[action]?.validate(payload), !violations.isEmpty {
+            let code = violations.errorCode(for: .ocpp16) ?? .formationViolation
+            logger.info("Rejected a CALL that violates its schema", metadata: ["ocpp.error_code": "\(code.wireName(for: .ocpp16))"])
+            return (Self.error(id, code, violations.summary()).encode(), state)
+        }
+        var updated = state
+        let result: JSONValue
+        do {
+            result = try await handler.handle(action: known, payload: payload, state: &updated)
+        } catch let error as OCPPCallError {
+            return (Self.error(id, error.code, error.message).encode(), state)
+        } catch {
+            logger.error("Could not handle a CALL; answering InternalError", metadata: ["error": "\(String(reflecting: error))"])
+            return (Self.error(id, .internalError, "The central system could not store this message right now; send it again later.").encode(), state)
+        }
+        if let workflows, Self.actionsWorkflowsWaitFor.contains(action) {
+            await workflows.chargerMessage(chargePointID: chargePointID, action: action, request: payload, response: result)
+        }
+        return (OCPPFrame.callResult(id: id, payload: result).encode(), updated)
     }
 
     static let actionsWorkflowsWaitFor: Set<String> = ["BootNotification", "StartTransaction", "StopTransaction", "StatusNotification", "MeterValues"]
