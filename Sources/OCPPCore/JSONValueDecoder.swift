@@ -71,9 +71,10 @@ private struct JSONValueDecoding: Decoder {
             guard let date = options.parseDate(text) else {
                 throw DecodingError.dataCorrupted(.init(codingPath: codingPath, debugDescription: "Invalid ISO 8601 date-time: \(text)"))
             }
-            return date as! T
+            return unsafeBitCast(date, to: T.self)
         }
-        if T.self == JSONValue.self { return value as! T }
+        if T.self == JSONValue.self { return unsafeBitCast(value, to: T.self) }
+        if T.self == String.self { return unsafeBitCast(try Primitive.string(value, codingPath), to: T.self) }
         return try T(from: self)
     }
 }
@@ -155,6 +156,32 @@ private struct KeyedContainer<Key: CodingKey>: KeyedDecodingContainerProtocol {
 
     func decode<T: Decodable>(_ type: T.Type, forKey key: Key) throws -> T {
         try JSONValueDecoding(value: value(for: key), parentPath: codingPath, key: key, options: options).unwrap(T.self)
+    }
+
+    // The optionals of synthesized `Codable` (`decodeIfPresent`): one lookup instead of the default's three.
+    private func present(_ key: Key) -> JSONValue? {
+        guard let value = object[key.stringValue], !value.isNull else { return nil }
+        return value
+    }
+
+    func decodeIfPresent(_ type: String.Type, forKey key: Key) throws -> String? {
+        try present(key).map { try Primitive.string($0, path(key)) }
+    }
+
+    func decodeIfPresent(_ type: Int.Type, forKey key: Key) throws -> Int? {
+        try present(key).map { try Primitive.integer($0, path(key), as: Int.self) }
+    }
+
+    func decodeIfPresent(_ type: Bool.Type, forKey key: Key) throws -> Bool? {
+        try present(key).map { try Primitive.bool($0, path(key)) }
+    }
+
+    func decodeIfPresent(_ type: Double.Type, forKey key: Key) throws -> Double? {
+        try present(key).map { try Primitive.double($0, path(key)) }
+    }
+
+    func decodeIfPresent<T: Decodable>(_ type: T.Type, forKey key: Key) throws -> T? {
+        try present(key).map { try JSONValueDecoding(value: $0, parentPath: codingPath, key: key, options: options).unwrap(T.self) }
     }
 
     func nestedContainer<NestedKey: CodingKey>(keyedBy type: NestedKey.Type, forKey key: Key) throws -> KeyedDecodingContainer<NestedKey> {
