@@ -67,8 +67,20 @@ struct EnergyMeter {
         ])
     }
 
+    /// `v` with `digits` (0-3) decimals, like `String(format: "%.2f")` but without its cost
+    /// (the simulator formats four of these per MeterValues; `String(format:)` was a visible part
+    /// of the load generator's CPU per message).
     static func format(_ v: Double, _ digits: Int) -> String {
-        String(format: "%.\(digits)f", v)
+        precondition((0...3).contains(digits) && v.isFinite)
+        let scale = [1, 10, 100, 1000][digits]
+        let scaled = Int((abs(v) * Double(scale)).rounded())
+        var text = scaled != 0 && v < 0 ? "-" : ""
+        text += String(scaled / scale)
+        if digits > 0 {
+            let fraction = String(scaled % scale)
+            text += "." + String(repeating: "0", count: digits - fraction.count) + fraction
+        }
+        return text
     }
 }
 
