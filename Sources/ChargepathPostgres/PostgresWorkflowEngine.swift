@@ -237,10 +237,11 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
             return
         }
         let inFlight = CallCounter()
+        let found = CallCounter()
         await withDiscardingTaskGroup { group in
             // Lanes start executions and apply steps, each on a connection of its own.
             for lane in 0..<max(1, configuration.workerConcurrency) {
-                group.addTask { await self.runLane(lane) }
+                group.addTask { await self.runLane(lane, found: found) }
             }
             // This task hands out the due calls, each sent by a child task, at most
             // `maximumCallsInFlight` of them out at once.
@@ -277,31 +278,41 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
     /// The most calls one claim takes.
     static let callClaimBatch = 16
 
+    /// Idle lanes other than the first look at the database only every this many poll intervals,
+    /// unless a lane found work meanwhile: an idle worker polls about as often as one lane would.
+    static let idleLaneSkips = 10
+
     /// One lane: starts and steps while there are any, and looks again after `pollInterval` when
-    /// there were none. Lanes share nothing but the pool: the row locks keep them apart.
-    private func runLane(_ lane: Int) async {
+    /// there were none. Lanes share nothing but the pool (the row locks keep them apart) and
+    /// `found`, a count of the rounds in which some lane found work, which wakes idle lanes.
+    private func runLane(_ lane: Int, found: CallCounter) async {
         // Per round, one batch of starts, then as many steps (one transaction each) while any
         // are due: neither kind of work waits long behind the other.
         let stepsPerRound = max(1, configuration.startBatchSize)
+        var seen = found.value
+        var idleRounds = 0
         while !Task.isShuttingDownGracefully, !Task.isCancelled {
             var worked = false
-            do {
-                // Each database round is bounded and ends at shutdown, even while it waits for a
-                // pool connection (a wait the driver does not end on cancellation).
-                worked = try await bounded { try await self.startBatch() } > 0
-                for _ in 0..<stepsPerRound {
-                    guard !Task.isShuttingDownGracefully, !Task.isCancelled,
-                          try await bounded({ try await self.stepOnce() }) else { break }
-                    worked = true
+            let news = found.value
+            let look = lane == 0 || news != seen || idleRounds % Self.idleLaneSkips == 0
+            seen = news
+            if look {
+                do {
+                    worked = try await laneRound(steps: stepsPerRound)
+                } catch where Task.isShuttingDownGracefully || Task.isCancelled {
+                    break
+                } catch {
+                    // The database went away mid-step: the transaction rolled back; try again shortly.
+                    logger.warning("A workflow step failed; it will be retried",
+                                   metadata: ["workflow.lane": "\(lane)", "error": "\(String(reflecting: error))"])
                 }
-            } catch where Task.isShuttingDownGracefully || Task.isCancelled {
-                break
-            } catch {
-                // The database went away mid-step: the transaction rolled back; try again shortly.
-                logger.warning("A workflow step failed; it will be retried",
-                               metadata: ["workflow.lane": "\(lane)", "error": "\(String(reflecting: error))"])
             }
-            if !worked {
+            if worked {
+                found.add(1)
+                seen += 1  // This lane's own news.
+                idleRounds = 0
+            } else {
+                idleRounds += 1
                 do {
                     try await cancelWhenGracefulShutdown { try await Task.sleep(for: self.configuration.pollInterval) }
                 } catch {
@@ -309,6 +320,18 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
                 }
             }
         }
+    }
+
+    /// One batch of starts, then up to `steps` steps while any are due. Returns whether there was work.
+    private func laneRound(steps: Int) async throws -> Bool {
+        // Each database round is bounded and ends at shutdown, even while it waits for a pool
+        // connection (a wait the driver does not end on cancellation).
+        var worked = try await bounded { try await self.startBatch() } > 0
+        for _ in 0..<steps {
+            guard !Task.isShuttingDownGracefully, !Task.isCancelled, try await bounded({ try await self.stepOnce() }) else { break }
+            worked = true
+        }
+        return worked
     }
 
     /// Runs one database round with the step time limit; returns early at graceful shutdown.
@@ -729,7 +752,7 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
     }
 }
 
-/// Calls in flight, read by the worker loop and updated by its child tasks.
+/// A count shared by the worker's tasks: calls in flight; rounds in which a lane found work.
 final class CallCounter: Sendable {
     private let count = Mutex(0)
     var value: Int { count.withLock { $0 } }
