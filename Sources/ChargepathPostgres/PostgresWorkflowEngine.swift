@@ -9,10 +9,12 @@ import Synchronization
 
 /// Runs durable workflows on PostgreSQL (migration 0005).
 ///
-/// Each step is one transaction: lock the execution (`FOR UPDATE`), take the oldest due event from
-/// its inbox (`FOR UPDATE SKIP LOCKED`, so several workers and nodes share the work and no step
-/// runs twice at once), apply the pure step function, and write the new state, the history, the
-/// timers (inbox rows with a due time) and the calls to make (outbox rows). Calls leave the
+/// Each step is one transaction: lock an execution that has a due event (`FOR NO KEY UPDATE SKIP
+/// LOCKED`, so several lanes, workers and nodes share the work and no step runs twice at once), take its
+/// oldest due event from its inbox, apply the pure step function, and write the new state, the
+/// history, the timers (inbox rows with a due time) and the calls to make (outbox rows). A worker
+/// runs `workerConcurrency` lanes of starts and steps side by side, and one task that claims calls
+/// in batches; starts that charger messages asked for are claimed in batches too. Calls leave the
 /// process only after that commit, at least once, under a stable key; a worker that dies while a
 /// call is out hands it on when its lease runs out. Kill the process anywhere: the next start
 /// continues from the last committed step, and timers that fell due meanwhile fire at once.
@@ -29,15 +31,23 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
         /// The longest one step's transaction may take before the worker gives up on it and tries
         /// again (the step's row lock keeps a late commit and the retry from both applying).
         public var stepTimeout: Duration
+        /// Lanes per process: each runs starts and steps on its own pool connection, so one slow
+        /// round trip (a busy pool, a step waiting for a lock) does not hold up the others.
+        public var workerConcurrency: Int
+        /// The most `workflow_starts` rows one transaction claims and starts; also the most steps
+        /// (one transaction each) a lane applies in a row before it looks for starts again.
+        public var startBatchSize: Int
 
         public init(pollInterval: Duration = .milliseconds(100), callLease: Duration = .seconds(60),
                     notConnectedGiveUp: Duration = .seconds(300), maximumCallsInFlight: Int = 64,
-                    stepTimeout: Duration = .seconds(15)) {
+                    stepTimeout: Duration = .seconds(15), workerConcurrency: Int = 4, startBatchSize: Int = 16) {
             self.pollInterval = pollInterval
             self.callLease = callLease
             self.notConnectedGiveUp = notConnectedGiveUp
             self.maximumCallsInFlight = maximumCallsInFlight
             self.stepTimeout = stepTimeout
+            self.workerConcurrency = workerConcurrency
+            self.startBatchSize = startBatchSize
         }
     }
 
@@ -227,29 +237,34 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
             return
         }
         let inFlight = CallCounter()
+        let found = CallCounter()
         await withDiscardingTaskGroup { group in
+            // Lanes start executions and apply steps, each on a connection of its own.
+            for lane in 0..<max(1, configuration.workerConcurrency) {
+                group.addTask { await self.runLane(lane, found: found) }
+            }
+            // This task hands out the due calls, each sent by a child task, at most
+            // `maximumCallsInFlight` of them out at once.
             while !Task.isShuttingDownGracefully, !Task.isCancelled {
-                var worked = false
-                do {
-                    // Each database round is bounded and ends at shutdown, even while it waits for a
-                    // pool connection (a wait the driver does not end on cancellation).
-                    worked = try await bounded { try await self.startOnce() }
-                    worked = try await bounded { try await self.stepOnce() } || worked
-                    if inFlight.value < configuration.maximumCallsInFlight, let call = try await bounded({ try await self.claimCall() }) {
-                        worked = true
-                        inFlight.add(1)
-                        group.addTask {
-                            await self.perform(call)
-                            inFlight.add(-1)
-                        }
+                var claimed: [ClaimedCall] = []
+                let room = configuration.maximumCallsInFlight - inFlight.value
+                if room > 0 {
+                    do {
+                        claimed = try await bounded { try await self.claimCalls(limit: min(room, Self.callClaimBatch)) }
+                    } catch where Task.isShuttingDownGracefully || Task.isCancelled {
+                        break
+                    } catch {
+                        logger.warning("Could not claim workflow calls; trying again", metadata: ["error": "\(String(reflecting: error))"])
                     }
-                } catch where Task.isShuttingDownGracefully || Task.isCancelled {
-                    break
-                } catch {
-                    // The database went away mid-step: the transaction rolled back; try again shortly.
-                    logger.warning("A workflow step failed; it will be retried", metadata: ["error": "\(String(reflecting: error))"])
                 }
-                if !worked {
+                for call in claimed {
+                    inFlight.add(1)
+                    group.addTask {
+                        await self.perform(call)
+                        inFlight.add(-1)
+                    }
+                }
+                if claimed.isEmpty {
                     do {
                         try await cancelWhenGracefulShutdown { try await Task.sleep(for: self.configuration.pollInterval) }
                     } catch {
@@ -260,6 +275,65 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
         }
     }
 
+    /// The most calls one claim takes.
+    static let callClaimBatch = 16
+
+    /// Idle lanes other than the first look at the database only every this many poll intervals,
+    /// unless a lane found work meanwhile: an idle worker polls about as often as one lane would.
+    static let idleLaneSkips = 10
+
+    /// One lane: starts and steps while there are any, and looks again after `pollInterval` when
+    /// there were none. Lanes share nothing but the pool (the row locks keep them apart) and
+    /// `found`, a count of the rounds in which some lane found work, which wakes idle lanes.
+    private func runLane(_ lane: Int, found: CallCounter) async {
+        // Per round, one batch of starts, then as many steps (one transaction each) while any
+        // are due: neither kind of work waits long behind the other.
+        let stepsPerRound = max(1, configuration.startBatchSize)
+        var seen = found.value
+        var idleRounds = 0
+        while !Task.isShuttingDownGracefully, !Task.isCancelled {
+            var worked = false
+            let news = found.value
+            let look = lane == 0 || news != seen || idleRounds % Self.idleLaneSkips == 0
+            seen = news
+            if look {
+                do {
+                    worked = try await laneRound(steps: stepsPerRound)
+                } catch where Task.isShuttingDownGracefully || Task.isCancelled {
+                    break
+                } catch {
+                    // The database went away mid-step: the transaction rolled back; try again shortly.
+                    logger.warning("A workflow step failed; it will be retried",
+                                   metadata: ["workflow.lane": "\(lane)", "error": "\(String(reflecting: error))"])
+                }
+            }
+            if worked {
+                found.add(1)
+                seen += 1  // This lane's own news.
+                idleRounds = 0
+            } else {
+                idleRounds += 1
+                do {
+                    try await cancelWhenGracefulShutdown { try await Task.sleep(for: self.configuration.pollInterval) }
+                } catch {
+                    break
+                }
+            }
+        }
+    }
+
+    /// One batch of starts, then up to `steps` steps while any are due. Returns whether there was work.
+    private func laneRound(steps: Int) async throws -> Bool {
+        // Each database round is bounded and ends at shutdown, even while it waits for a pool
+        // connection (a wait the driver does not end on cancellation).
+        var worked = try await bounded { try await self.startBatch() } > 0
+        for _ in 0..<steps {
+            guard !Task.isShuttingDownGracefully, !Task.isCancelled, try await bounded({ try await self.stepOnce() }) else { break }
+            worked = true
+        }
+        return worked
+    }
+
     /// Runs one database round with the step time limit; returns early at graceful shutdown.
     private func bounded<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) async throws -> T {
         let limit = configuration.stepTimeout
@@ -268,169 +342,254 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
         }
     }
 
-    /// Starts one execution that a charger message asked for (a row of `workflow_starts`, written
-    /// with the message's data). Returns false when there was none. Input a workflow refuses, or a
-    /// workflow this build lacks, gives a FAILED execution that says why.
-    func startOnce() async throws -> Bool {
+    /// Starts the executions that charger messages asked for (rows of `workflow_starts`, written
+    /// with the messages' data), up to `startBatchSize` of them in one transaction: all started or,
+    /// if it fails, none (the rows stay for the next try). Returns how many rows it took. Input a
+    /// workflow refuses, or a workflow this build lacks, gives a FAILED execution that says why.
+    func startBatch() async throws -> Int {
         try await client.withTransaction(logger: logger) { connection in
             let rows = try await connection.query(
                 """
-                DELETE FROM workflow_starts WHERE id = (
-                    SELECT id FROM workflow_starts ORDER BY id FOR UPDATE SKIP LOCKED LIMIT 1
+                WITH picked AS MATERIALIZED (
+                    SELECT id FROM workflow_starts ORDER BY id FOR UPDATE SKIP LOCKED LIMIT \(max(1, configuration.startBatchSize))
                 )
-                RETURNING execution_id, workflow, input::text
+                DELETE FROM workflow_starts s USING picked WHERE s.id = picked.id
+                RETURNING s.id, s.execution_id, s.workflow, s.input::text
                 """,
                 logger: logger
             )
-            var claimed: (String, String, String)?
-            for try await row in rows.decode((String, String, String).self) { claimed = row }
-            guard let (id, name, inputText) = claimed else { return false }
-            let input = (try? JSONValue.parse(inputText)) ?? .emptyObject
+            var claimed: [(Int64, String, String, String)] = []
+            for try await row in rows.decode((Int64, String, String, String).self) { claimed.append(row) }
+            claimed.sort { $0.0 < $1.0 }
             let date = now()
-            let transition: StoredTransition
-            var failure: JSONValue?
-            if let workflow = workflows[name] {
-                do {
-                    transition = try workflow.start(input: input, now: date)
-                } catch let error as WorkflowInputError {
-                    transition = StoredTransition(state: .null, commands: [], waitingFor: [], outcome: nil, note: "Input refused")
-                    failure = ["reason": "BadInput", "detail": ["field": .string(error.field), "problem": .string(error.problem)]]
-                } catch {
-                    transition = StoredTransition(state: .null, commands: [], waitingFor: [], outcome: nil, note: "Input refused")
-                    failure = ["reason": "BadInput", "detail": .string("\(error)")]
-                }
-            } else {
-                transition = StoredTransition(state: .null, commands: [], waitingFor: [], outcome: nil, note: "Unknown workflow")
-                failure = ["reason": "UnknownWorkflow", "detail": .string("no workflow '\(name)' in this build")]
+            for (_, id, name, inputText) in claimed {
+                try await self.startClaimed(id: id, workflow: name, inputText: inputText, at: date, on: connection)
             }
-            let inserted = try await connection.query(
-                """
-                INSERT INTO workflow_executions (id, workflow, version, charge_point_id, input, state, status, created_at, updated_at)
+            return claimed.count
+        }
+    }
+
+    /// Starts one claimed execution inside the claim's transaction.
+    private func startClaimed(id: String, workflow name: String, inputText: String, at date: Date, on connection: PostgresConnection) async throws {
+        let input = (try? JSONValue.parse(inputText)) ?? .emptyObject
+        let transition: StoredTransition
+        var failure: JSONValue?
+        if let workflow = workflows[name] {
+            do {
+                transition = try workflow.start(input: input, now: date)
+            } catch let error as WorkflowInputError {
+                transition = StoredTransition(state: .null, commands: [], waitingFor: [], outcome: nil, note: "Input refused")
+                failure = ["reason": "BadInput", "detail": ["field": .string(error.field), "problem": .string(error.problem)]]
+            } catch {
+                transition = StoredTransition(state: .null, commands: [], waitingFor: [], outcome: nil, note: "Input refused")
+                failure = ["reason": "BadInput", "detail": .string("\(error)")]
+            }
+        } else {
+            transition = StoredTransition(state: .null, commands: [], waitingFor: [], outcome: nil, note: "Unknown workflow")
+            failure = ["reason": "UnknownWorkflow", "detail": .string("no workflow '\(name)' in this build")]
+        }
+        // The execution, its `started` entry and (unless it failed at once) its first transition,
+        // in one statement; nothing when the execution exists already (the same message, handled twice).
+        var kinds = ["started"]
+        var details = [(["input": input, "by": "charger message"] as JSONValue).serialized()]
+        if failure == nil {
+            kinds.append("transition")
+            details.append((["note": .string(transition.note), "state": transition.state] as JSONValue).serialized())
+        }
+        let waitingFor = failure == nil ? try Self.json(transition.waitingFor) : "[]"
+        let inserted = try await connection.query(
+            """
+            WITH execution AS (
+                INSERT INTO workflow_executions (id, workflow, version, charge_point_id, input, state, status, waiting_for, created_at, updated_at)
                 VALUES (\(id), \(name), \(workflows[name]?.version ?? 0), \(input["chargePointId"]?.stringValue), \(inputText)::jsonb,
-                    \(transition.state.serialized())::jsonb, 'RUNNING', \(date), \(date))
+                    \(transition.state.serialized())::jsonb, 'RUNNING', \(waitingFor)::jsonb, \(date), \(date))
                 ON CONFLICT (id) DO NOTHING RETURNING id
-                """,
-                logger: logger
             )
-            var isNew = false
-            for try await _ in inserted.decode(String.self) { isNew = true }
-            guard isNew else { return true }  // Already started (the same message, handled twice).
-            try await self.history(id, "started", ["input": input, "by": "charger message"], at: date, on: connection)
-            if let failure {
-                try await self.finish(id, status: "FAILED", output: nil, error: failure, at: date, on: connection)
-            } else {
-                try await self.apply(transition, to: id, at: date, on: connection)
-            }
-            return true
+            INSERT INTO workflow_history (execution_id, kind, detail, at)
+            SELECT execution.id, h.kind, h.detail::jsonb, \(date)
+            FROM execution, unnest(\(kinds)::text[], \(details)::text[]) WITH ORDINALITY AS h (kind, detail, n)
+            ORDER BY h.n
+            RETURNING id
+            """,
+            logger: logger
+        )
+        var isNew = false
+        for try await _ in inserted.decode(Int64.self) { isNew = true }
+        guard isNew else { return }
+        if let failure {
+            try await finish(id, status: "FAILED", output: nil, error: failure, at: date, on: connection)
+        } else {
+            try await carryOut(transition, of: id, at: date, on: connection)
         }
     }
 
     /// Applies the oldest due event of one execution. Returns false when nothing was due.
+    ///
+    /// The execution is locked first (`FOR NO KEY UPDATE SKIP LOCKED`: one that another step
+    /// holds is passed over, not waited for), then its oldest due event is taken. So a step never
+    /// holds an event while it waits for its execution: two lanes cannot apply one execution's
+    /// events out of order, nor deadlock over the timers a step replaces. (NO KEY: steps exclude
+    /// each other, but a charger message or a call's answer adding an event to the inbox, whose
+    /// foreign-key check takes KEY SHARE, does not wait for a step.)
     func stepOnce() async throws -> Bool {
         try await client.withTransaction(logger: logger) { connection in
             let date = now()
-            let due = try await connection.query(
+            let candidates = try await connection.query(
                 """
-                SELECT i.id, i.execution_id, i.event::text FROM workflow_inbox i
+                SELECT e.id, e.workflow, e.state::text, e.status
+                FROM workflow_inbox i JOIN workflow_executions e ON e.id = i.execution_id
                 WHERE i.available_at <= \(date)
                 ORDER BY i.available_at, i.id
-                FOR UPDATE SKIP LOCKED LIMIT 1
+                LIMIT 1
+                FOR NO KEY UPDATE OF e SKIP LOCKED
                 """,
                 logger: logger
             )
-            var claimed: (Int64, String, String)?
-            for try await row in due.decode((Int64, String, String).self) { claimed = row }
-            guard let (inboxID, executionID, eventText) = claimed else { return false }
-            let rows = try await connection.query(
-                "SELECT workflow, state::text, status FROM workflow_executions WHERE id = \(executionID) FOR UPDATE",
+            var execution: (String, String, String, String)?
+            for try await row in candidates.decode((String, String, String, String).self) { execution = row }
+            guard let (executionID, name, stateText, status) = execution else { return false }
+            // With the execution held, nobody else takes its events: the oldest due one is ours.
+            let due = try await connection.query(
+                """
+                DELETE FROM workflow_inbox WHERE id = (
+                    SELECT id FROM workflow_inbox WHERE execution_id = \(executionID) AND available_at <= \(date)
+                    ORDER BY available_at, id LIMIT 1
+                )
+                RETURNING event::text
+                """,
                 logger: logger
             )
-            var execution: (String, String, String)?
-            for try await row in rows.decode((String, String, String).self) { execution = row }
-            try await connection.query("DELETE FROM workflow_inbox WHERE id = \(inboxID)", logger: logger)
-            guard let (name, stateText, status) = execution, status == "RUNNING" else { return true }
+            var eventText: String?
+            for try await text in due.decode(String.self) { eventText = text }
+            // Nothing due any more (a step that committed meanwhile took it), or a finished execution's leftover.
+            guard let eventText, status == "RUNNING" else { return true }
             let event = try JSONValue.parse(eventText).decode(WorkflowEvent.self)
-            try await self.history(executionID, "event", try JSONValue(encoding: event), at: date, on: connection)
+            let eventDetail = try JSONValue(encoding: event)
             guard let workflow = workflows[name] else {
+                try await self.history(executionID, "event", eventDetail, at: date, on: connection)
                 try await self.finish(executionID, status: "FAILED", output: nil,
                                       error: ["reason": "UnknownWorkflow", "detail": .string("no workflow '\(name)' in this build")], at: date, on: connection)
                 return true
             }
             let transition = try workflow.handle(event, state: try JSONValue.parse(stateText), now: date)
-            try await self.apply(transition, to: executionID, at: date, on: connection)
+            try await self.record(transition, of: executionID, event: eventDetail, at: date, on: connection)
+            try await self.carryOut(transition, of: executionID, at: date, on: connection)
             return true
         }
     }
 
     /// Records a transition: state, history, timers, calls, and the end if it is the end.
     func apply(_ transition: StoredTransition, to id: String, at date: Date, on connection: PostgresConnection) async throws {
+        try await record(transition, of: id, event: nil, at: date, on: connection)
+        try await carryOut(transition, of: id, at: date, on: connection)
+    }
+
+    /// Writes the new state and what it waits for, with the history of the event (when there is
+    /// one) and of the transition, in one statement.
+    private func record(_ transition: StoredTransition, of id: String, event: JSONValue?, at date: Date, on connection: PostgresConnection) async throws {
+        var kinds: [String] = []
+        var details: [String] = []
+        if let event {
+            kinds.append("event")
+            details.append(event.serialized())
+        }
+        kinds.append("transition")
+        details.append((["note": .string(transition.note), "state": transition.state] as JSONValue).serialized())
         try await connection.query(
             """
-            UPDATE workflow_executions SET state = \(transition.state.serialized())::jsonb,
-                waiting_for = \(try Self.json(transition.waitingFor))::jsonb, updated_at = \(date)
-            WHERE id = \(id)
+            WITH execution AS (
+                UPDATE workflow_executions SET state = \(transition.state.serialized())::jsonb,
+                    waiting_for = \(try Self.json(transition.waitingFor))::jsonb, updated_at = \(date)
+                WHERE id = \(id) RETURNING id
+            )
+            INSERT INTO workflow_history (execution_id, kind, detail, at)
+            SELECT execution.id, h.kind, h.detail::jsonb, \(date)
+            FROM execution, unnest(\(kinds)::text[], \(details)::text[]) WITH ORDINALITY AS h (kind, detail, n)
+            ORDER BY h.n
             """,
             logger: logger
         )
-        try await history(id, "transition", ["note": .string(transition.note), "state": transition.state], at: date, on: connection)
+    }
+
+    /// Carries out a recorded transition's commands, each with its history entry in the same
+    /// statement, and ends the execution if the transition ends it.
+    private func carryOut(_ transition: StoredTransition, of id: String, at date: Date, on connection: PostgresConnection) async throws {
         for command in transition.commands {
+            let detail = try JSONValue(encoding: command).serialized()
             switch command {
             case .call(let key, let chargePointID, let action, let payload):
                 try await connection.query(
                     """
-                    INSERT INTO workflow_outbox (execution_id, key, charge_point_id, action, payload, next_attempt_at, give_up_at, created_at)
-                    VALUES (\(id), \(key), \(chargePointID), \(action), \(payload.serialized())::jsonb, \(date),
-                        \(date.addingTimeInterval(Self.seconds(configuration.notConnectedGiveUp))), \(date))
-                    ON CONFLICT (execution_id, key) DO NOTHING
+                    WITH call AS (
+                        INSERT INTO workflow_outbox (execution_id, key, charge_point_id, action, payload, next_attempt_at, give_up_at, created_at)
+                        VALUES (\(id), \(key), \(chargePointID), \(action), \(payload.serialized())::jsonb, \(date),
+                            \(date.addingTimeInterval(Self.seconds(configuration.notConnectedGiveUp))), \(date))
+                        ON CONFLICT (execution_id, key) DO NOTHING
+                    )
+                    INSERT INTO workflow_history (execution_id, kind, detail, at) VALUES (\(id), 'command', \(detail)::jsonb, \(date))
                     """,
                     logger: logger
                 )
             case .setTimer(let name, let due):
-                try await connection.query(
-                    "DELETE FROM workflow_inbox WHERE execution_id = \(id) AND timer_name = \(name)", logger: logger
-                )
+                // The statement's DELETE does not see the row its INSERT adds: it removes only the old timer.
                 try await connection.query(
                     """
-                    INSERT INTO workflow_inbox (execution_id, event, timer_name, available_at, created_at)
-                    VALUES (\(id), \(try Self.json(WorkflowEvent.timerFired(name: name)))::jsonb, \(name), \(due), \(date))
+                    WITH replaced AS (
+                        DELETE FROM workflow_inbox WHERE execution_id = \(id) AND timer_name = \(name)
+                    ), timer AS (
+                        INSERT INTO workflow_inbox (execution_id, event, timer_name, available_at, created_at)
+                        VALUES (\(id), \(try Self.json(WorkflowEvent.timerFired(name: name)))::jsonb, \(name), \(due), \(date))
+                    )
+                    INSERT INTO workflow_history (execution_id, kind, detail, at) VALUES (\(id), 'command', \(detail)::jsonb, \(date))
                     """,
                     logger: logger
                 )
             case .cancelTimer(let name):
                 try await connection.query(
-                    "DELETE FROM workflow_inbox WHERE execution_id = \(id) AND timer_name = \(name)", logger: logger
+                    """
+                    WITH cancelled AS (
+                        DELETE FROM workflow_inbox WHERE execution_id = \(id) AND timer_name = \(name)
+                    )
+                    INSERT INTO workflow_history (execution_id, kind, detail, at) VALUES (\(id), 'command', \(detail)::jsonb, \(date))
+                    """,
+                    logger: logger
                 )
             case .closeTransaction(let transactionID, let reason):
                 // The last whole-meter energy register reading recorded for the transaction (Wh),
                 // else its meter start; only a transaction still open is closed.
                 try await connection.query(
                     """
-                    UPDATE transactions t SET
-                        meter_stop = coalesce((
-                            SELECT round(CASE WHEN m.unit = 'kWh' THEN m.value::numeric * 1000 ELSE m.value::numeric END)::integer
-                            FROM meter_values m
-                            WHERE m.transaction_id = t.transaction_id
-                              AND coalesce(m.measurand, 'Energy.Active.Import.Register') = 'Energy.Active.Import.Register'
-                              AND m.phase IS NULL AND coalesce(m.format, 'Raw') = 'Raw'
-                              AND m.value ~ '^-?[0-9]+(\\.[0-9]+)?$'
-                            ORDER BY m.sampled_at DESC, m.id DESC LIMIT 1
-                        ), t.meter_start),
-                        stopped_at = \(date), stop_reason = \(reason), received_stop_at = \(date)
-                    WHERE t.transaction_id = \(transactionID) AND t.meter_stop IS NULL
+                    WITH closed AS (
+                        UPDATE transactions t SET
+                            meter_stop = coalesce((
+                                SELECT round(CASE WHEN m.unit = 'kWh' THEN m.value::numeric * 1000 ELSE m.value::numeric END)::integer
+                                FROM meter_values m
+                                WHERE m.transaction_id = t.transaction_id
+                                  AND coalesce(m.measurand, 'Energy.Active.Import.Register') = 'Energy.Active.Import.Register'
+                                  AND m.phase IS NULL AND coalesce(m.format, 'Raw') = 'Raw'
+                                  AND m.value ~ '^-?[0-9]+(\\.[0-9]+)?$'
+                                ORDER BY m.sampled_at DESC, m.id DESC LIMIT 1
+                            ), t.meter_start),
+                            stopped_at = \(date), stop_reason = \(reason), received_stop_at = \(date)
+                        WHERE t.transaction_id = \(transactionID) AND t.meter_stop IS NULL
+                    )
+                    INSERT INTO workflow_history (execution_id, kind, detail, at) VALUES (\(id), 'command', \(detail)::jsonb, \(date))
                     """,
                     logger: logger
                 )
             case .recordCommandOutcome(let callID, let state, let response, let error):
                 try await connection.query(
                     """
-                    UPDATE charger_calls SET state = \(state), response = \(response?.serialized())::jsonb,
-                        error = \(error?.serialized())::jsonb, finished_at = \(date)
-                    WHERE id = \(callID) AND state = 'RUNNING'
+                    WITH recorded AS (
+                        UPDATE charger_calls SET state = \(state), response = \(response?.serialized())::jsonb,
+                            error = \(error?.serialized())::jsonb, finished_at = \(date)
+                        WHERE id = \(callID) AND state = 'RUNNING'
+                    )
+                    INSERT INTO workflow_history (execution_id, kind, detail, at) VALUES (\(id), 'command', \(detail)::jsonb, \(date))
                     """,
                     logger: logger
                 )
             }
-            try await history(id, "command", try JSONValue(encoding: command), at: date, on: connection)
         }
         switch transition.outcome {
         case nil:
@@ -443,19 +602,25 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
         }
     }
 
+    /// Ends an execution: its status and result, and (nothing more will be applied) its pending
+    /// timers and unsent calls go; one statement.
     func finish(_ id: String, status: String, output: JSONValue?, error: JSONValue?, at date: Date, on connection: PostgresConnection) async throws {
+        let detail: JSONValue = ["status": .string(status), "output": output ?? .null, "error": error ?? .null]
         try await connection.query(
             """
-            UPDATE workflow_executions SET status = \(status), output = \(output?.serialized())::jsonb,
-                error = \(error?.serialized())::jsonb, waiting_for = '[]'::jsonb, finished_at = \(date), updated_at = \(date)
-            WHERE id = \(id)
+            WITH execution AS (
+                UPDATE workflow_executions SET status = \(status), output = \(output?.serialized())::jsonb,
+                    error = \(error?.serialized())::jsonb, waiting_for = '[]'::jsonb, finished_at = \(date), updated_at = \(date)
+                WHERE id = \(id)
+            ), timers AS (
+                DELETE FROM workflow_inbox WHERE execution_id = \(id)
+            ), calls AS (
+                UPDATE workflow_outbox SET done_at = \(date) WHERE execution_id = \(id) AND done_at IS NULL
+            )
+            INSERT INTO workflow_history (execution_id, kind, detail, at) VALUES (\(id), 'finished', \(detail.serialized())::jsonb, \(date))
             """,
             logger: logger
         )
-        // Nothing more will be applied: pending timers and unsent calls go.
-        try await connection.query("DELETE FROM workflow_inbox WHERE execution_id = \(id)", logger: logger)
-        try await connection.query("UPDATE workflow_outbox SET done_at = \(date) WHERE execution_id = \(id) AND done_at IS NULL", logger: logger)
-        try await history(id, "finished", ["status": .string(status), "output": output ?? .null, "error": error ?? .null], at: date, on: connection)
     }
 
     struct ClaimedCall: Sendable {
@@ -469,34 +634,36 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
         let giveUpAt: Date
     }
 
-    /// Takes one due call and leases it to this worker.
-    func claimCall() async throws -> ClaimedCall? {
-        try await client.withTransaction(logger: logger) { connection in
-            let date = now()
-            let rows = try await connection.query(
-                """
-                UPDATE workflow_outbox SET attempts = attempts + 1,
+    /// Takes up to `limit` due calls and leases them to this worker, with an `attempt` history
+    /// entry each; one statement.
+    func claimCalls(limit: Int) async throws -> [ClaimedCall] {
+        let date = now()
+        let rows = try await client.query(
+            """
+            WITH picked AS MATERIALIZED (
+                SELECT id FROM workflow_outbox WHERE done_at IS NULL AND next_attempt_at <= \(date)
+                ORDER BY next_attempt_at FOR UPDATE SKIP LOCKED LIMIT \(max(1, limit))
+            ), claimed AS (
+                UPDATE workflow_outbox o SET attempts = o.attempts + 1,
                     next_attempt_at = \(date.addingTimeInterval(Self.seconds(configuration.callLease)))
-                WHERE id = (
-                    SELECT id FROM workflow_outbox WHERE done_at IS NULL AND next_attempt_at <= \(date)
-                    ORDER BY next_attempt_at FOR UPDATE SKIP LOCKED LIMIT 1
-                )
-                RETURNING id, execution_id, key, charge_point_id, action, payload::text, attempts, give_up_at
-                """,
-                logger: logger
+                FROM picked WHERE o.id = picked.id
+                RETURNING o.id, o.execution_id, o.key, o.charge_point_id, o.action, o.payload, o.attempts, o.give_up_at
+            ), attempts AS (
+                INSERT INTO workflow_history (execution_id, kind, detail, at)
+                SELECT execution_id, 'attempt', jsonb_build_object('key', key, 'attempt', attempts), \(date) FROM claimed ORDER BY id
             )
-            var call: ClaimedCall?
-            for try await (id, execution, key, chargePoint, action, payload, attempts, giveUp) in rows.decode(
-                (Int64, String, String, String, String, String, Int, Date).self
-            ) {
-                call = ClaimedCall(id: id, executionID: execution, key: key, chargePointID: chargePoint, action: action,
-                                   payload: try JSONValue.parse(payload), attempt: attempts, giveUpAt: giveUp)
-            }
-            if let call {
-                try await self.history(call.executionID, "attempt", ["key": .string(call.key), "attempt": .integer(Int64(call.attempt))], at: date, on: connection)
-            }
-            return call
+            SELECT id, execution_id, key, charge_point_id, action, payload::text, attempts, give_up_at FROM claimed ORDER BY id
+            """,
+            logger: logger
+        )
+        var calls: [ClaimedCall] = []
+        for try await (id, execution, key, chargePoint, action, payload, attempts, giveUp) in rows.decode(
+            (Int64, String, String, String, String, String, Int, Date).self
+        ) {
+            calls.append(ClaimedCall(id: id, executionID: execution, key: key, chargePointID: chargePoint, action: action,
+                                     payload: try JSONValue.parse(payload), attempt: attempts, giveUpAt: giveUp))
         }
+        return calls
     }
 
     /// Sends a claimed call and turns its outcome into an event for the execution.
@@ -585,7 +752,7 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
     }
 }
 
-/// Calls in flight, read by the worker loop and updated by its child tasks.
+/// A count shared by the worker's tasks: calls in flight; rounds in which a lane found work.
 final class CallCounter: Sendable {
     private let count = Mutex(0)
     var value: Int { count.withLock { $0 } }

@@ -31,15 +31,12 @@ import Testing
             return .answered(["status": "Accepted"])
         }) { engines, workersMayStart in
             let engine = engines[0]
-            // A timer due now, on an execution whose row another transaction holds: the worker
-            // claims the timer and waits inside the step's transaction. (FOR NO KEY UPDATE: it
-            // blocks the step's FOR UPDATE but not a foreign-key check, so a step that wrote part
-            // of its work before taking that lock would show here.)
+            // A timer due now, whose inbox row another transaction holds: a lane locks the
+            // execution, then waits for the timer inside the step's transaction.
             let held = try await engine.start(workflow: AlarmWorkflow.name, input: AlarmWorkflow.input(due: Date(), call: true))
             let blocker = try await Self.connect(database)
             do {
-                try await blocker.query("BEGIN", logger: TestDatabase.logger)
-                try await blocker.query("SELECT id FROM workflow_executions WHERE id = \(held) FOR NO KEY UPDATE", logger: TestDatabase.logger)
+                try await Self.holdTimers(of: held, on: blocker)
                 workersMayStart.open()
                 try await eventually(timeout: .seconds(30), "the worker waits inside the step") {
                     try await Self.lockWaiters(database).count == 1
@@ -117,12 +114,15 @@ import Testing
         }
     }
 
-    @Test func aTimerHeldByOneWorkerIsSkippedByTheOtherNeitherWaitedForNorAppliedTwice() async throws {
+    @Test func anExecutionHeldByOneWorkerIsSkippedByTheOtherNeitherWaitedForNorAppliedTwice() async throws {
         let database = try await Self.migratedDatabase()
         let count = 20
-        // A step time limit longer than the test: the worker that claims the held timer stays in
-        // that step until it is released, so every other step is the other worker's.
-        let configuration = PostgresWorkflowEngine.Configuration(pollInterval: .milliseconds(20), stepTimeout: .seconds(150))
+        // A step time limit longer than the test: the worker whose step waits for the held timer
+        // stays in that step, holding the execution, until the timer is released, so every other
+        // step is the other worker's. One lane each, so that "worker" means one step at a time
+        // (WorkflowLaneTests has several lanes of one worker doing the same).
+        let configuration = PostgresWorkflowEngine.Configuration(pollInterval: .milliseconds(20), stepTimeout: .seconds(150),
+                                                                 workerConcurrency: 1)
         try await Self.withEngines(database, workers: ["A", "B"], configuration: configuration, caller: Self.noCalls) { engines, workersMayStart in
             // All due at the same (past) moment; the first one created is first in line.
             let due = Date().addingTimeInterval(-1)
@@ -133,12 +133,11 @@ import Testing
             let held = ids[0]
             let blocker = try await Self.connect(database)
             do {
-                try await blocker.query("BEGIN", logger: TestDatabase.logger)
-                try await blocker.query("SELECT id FROM workflow_executions WHERE id = \(held) FOR NO KEY UPDATE", logger: TestDatabase.logger)
+                try await Self.holdTimers(of: held, on: blocker)
                 workersMayStart.open()
 
-                // Whichever worker claims the first timer waits in its step; the other skips that
-                // timer (it does not wait for it) and applies all the others.
+                // Whichever worker takes the first execution waits in its step for the timer; the
+                // other skips that execution (it does not wait for it) and applies all the others.
                 var waiters: [String] = []
                 try await eventually(timeout: .seconds(30), "a worker waits inside the held execution's step") {
                     waiters = try await Self.lockWaiters(database)
@@ -196,7 +195,8 @@ import Testing
     /// `application_name` worker-<name>). The workers start when the gate passed to `body` opens.
     static func withEngines<T: Sendable>(
         _ database: DatabaseEndpoint, workers: [String], configuration: PostgresWorkflowEngine.Configuration,
-        logger: Logger = TestDatabase.logger,
+        logger: Logger = TestDatabase.logger, poolSize: Int = 4,
+        workflows: (String) -> [AnyWorkflow] = { [AnyWorkflow(AlarmWorkflow(worker: $0))] },
         caller: @escaping @Sendable (String, String, JSONValue) async -> PostgresWorkflowEngine.CallOutcome,
         _ body: @Sendable ([PostgresWorkflowEngine], Gate) async throws -> T
     ) async throws -> T {
@@ -204,12 +204,12 @@ import Testing
         var clients: [PostgresClient] = []
         var engines: [PostgresWorkflowEngine] = []
         for worker in workers {
-            var clientConfiguration = database.clientConfiguration(maximumConnections: 4)
+            var clientConfiguration = database.clientConfiguration(maximumConnections: poolSize)
             clientConfiguration.options.additionalStartupParameters = [("application_name", "worker-\(worker)")]
             let client = PostgresClient(configuration: clientConfiguration, backgroundLogger: TestDatabase.logger)
             clients.append(client)
             engines.append(PostgresWorkflowEngine(
-                client: client, workflows: [AnyWorkflow(AlarmWorkflow(worker: worker))], configuration: configuration,
+                client: client, workflows: workflows(worker), configuration: configuration,
                 logger: logger, schemaReady: workersMayStart, caller: caller
             ))
         }
@@ -229,6 +229,13 @@ import Testing
                 throw error
             }
         }
+    }
+
+    /// Opens a transaction on `connection` that holds the inbox rows (timers) of execution `id`:
+    /// a step of that execution locks the execution, then waits for them.
+    static func holdTimers(of id: String, on connection: PostgresConnection) async throws {
+        try await connection.query("BEGIN", logger: TestDatabase.logger)
+        try await connection.query("SELECT id FROM workflow_inbox WHERE execution_id = \(id) FOR UPDATE", logger: TestDatabase.logger)
     }
 
     /// A connection of its own, outside any pool (a pool's request can wait without end while the

@@ -1,0 +1,161 @@
+import Chargepath
+import ChargepathPostgres
+import ChargepathWorkflows
+import Foundation
+import OCPPCore
+import PostgresNIO
+import Testing
+
+/// The worker's lanes: several starts and steps at once in one process, none applied twice nor
+/// out of order. Engines built directly on a fresh migrated database (real PostgreSQL), as in
+/// WorkflowFaultTests.
+@Suite(.timeLimit(.minutes(3))) struct WorkflowLaneTests {
+    @Test func manyStartsAndEventsOverSeveralLanesAreEachAppliedOnceAndInOrder() async throws {
+        let database = try await WorkflowFaultTests.migratedDatabase()
+        let executions = 200
+        let signals = 5
+        // Two workers of four lanes each (and small start batches, so that the starts are shared
+        // out too) race for the same starts and events.
+        let configuration = PostgresWorkflowEngine.Configuration(
+            pollInterval: .milliseconds(20), stepTimeout: .seconds(30), workerConcurrency: 4, startBatchSize: 7
+        )
+        try await WorkflowFaultTests.withEngines(
+            database, workers: ["A", "B"], configuration: configuration, poolSize: 6,
+            workflows: { _ in [AnyWorkflow(TallyWorkflow())] }, caller: WorkflowFaultTests.noCalls
+        ) { engines, workersMayStart in
+            // Starts as charger messages ask for them: rows of workflow_starts, all there at once.
+            try await WorkflowFaultTests.withConnection(database) { connection in
+                try await connection.query(
+                    """
+                    INSERT INTO workflow_starts (execution_id, workflow, input, created_at)
+                    SELECT 'tally-' || i, 'Tally', jsonb_build_object('signals', \(signals)::integer), now()
+                    FROM generate_series(1, \(executions)::integer) i
+                    """,
+                    logger: TestDatabase.logger
+                )
+            }
+            let ids = (1...executions).map { "tally-\($0)" }
+            workersMayStart.open()
+            try await eventually(timeout: .seconds(90), "every execution starts") {
+                try await WorkflowFaultTests.statuses(database).count == executions
+            }
+            // Each execution's signals in order, the executions' all at once: the lanes apply
+            // steps while further events arrive.
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for (index, id) in ids.enumerated() {
+                    group.addTask {
+                        for signal in 0..<signals {
+                            try await engines[index % 2].deliver(.signal(name: "s\(signal)", payload: .null), to: id)
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            try await eventually(timeout: .seconds(120), "every execution has all its signals") {
+                let statuses = try await WorkflowFaultTests.statuses(database)
+                return statuses.count == executions && statuses.values.allSatisfy { $0.status != "RUNNING" }
+            }
+            let statuses = try await WorkflowFaultTests.statuses(database)
+            let expected: JSONValue = .array((0..<signals).map { .string("s\($0)") })
+            #expect(statuses.values.allSatisfy { $0.status == "SUCCEEDED" })
+            #expect(ids.allSatisfy { statuses[$0]?.output == expected }, "every execution saw its signals once each, in order")
+            let history = try await WorkflowFaultTests.history(database)
+            for id in ids {
+                let entries = history[id] ?? []
+                WorkflowFaultTests.expectWholeSteps(entries, events: (0..<signals).map { "signal:s\($0)" })
+                #expect(entries.filter { $0.kind == "started" }.count == 1, "started once: \(id)")
+                // Each step but the last (re)set the one "tick" timer; the end removed it.
+                #expect(entries.filter { $0.kind == "command" }.count == signals - 1)
+            }
+            #expect(try await WorkflowFaultTests.leftovers(database) == 0, "no timer left behind")
+            #expect(try await Self.count("workflow_starts", database) == 0)
+        }
+    }
+
+    @Test func aStepWaitingForALockHoldsUpOnlyItsOwnLane() async throws {
+        let database = try await WorkflowFaultTests.migratedDatabase()
+        let count = 30
+        // One worker. With one lane, the held step would stop everything behind it; with four,
+        // the others go on.
+        let configuration = PostgresWorkflowEngine.Configuration(
+            pollInterval: .milliseconds(20), stepTimeout: .seconds(150), workerConcurrency: 4
+        )
+        try await WorkflowFaultTests.withEngines(
+            database, workers: ["A"], configuration: configuration, caller: WorkflowFaultTests.noCalls
+        ) { engines, workersMayStart in
+            let due = Date().addingTimeInterval(-1)
+            var ids: [String] = []
+            for _ in 0..<count {
+                ids.append(try await engines[0].start(workflow: AlarmWorkflow.name, input: AlarmWorkflow.input(due: due, call: false)))
+            }
+            let held = ids[0]
+            let blocker = try await WorkflowFaultTests.connect(database)
+            do {
+                try await WorkflowFaultTests.holdTimers(of: held, on: blocker)
+                workersMayStart.open()
+                try await eventually(timeout: .seconds(30), "a lane waits inside the held execution's step") {
+                    try await WorkflowFaultTests.lockWaiters(database) == ["worker-A"]
+                }
+                try await eventually(timeout: .seconds(60), "the other lanes apply every other step meanwhile") {
+                    let statuses = try await WorkflowFaultTests.statuses(database)
+                    return ids.dropFirst().allSatisfy { statuses[$0]?.status == "SUCCEEDED" }
+                }
+                #expect(try await WorkflowFaultTests.lockWaiters(database) == ["worker-A"], "only the held step waits")
+                #expect(try await WorkflowFaultTests.statuses(database)[held]?.status == "RUNNING")
+                #expect(try await WorkflowFaultTests.history(database)[held]?.contains { $0.kind == "event" } == false)
+
+                try await blocker.query("COMMIT", logger: TestDatabase.logger)
+                try await eventually(timeout: .seconds(60), "the held execution finishes") {
+                    try await WorkflowFaultTests.statuses(database)[held]?.status == "SUCCEEDED"
+                }
+                let history = try await WorkflowFaultTests.history(database)
+                for id in ids {
+                    WorkflowFaultTests.expectWholeSteps(history[id] ?? [], events: ["timerFired:alarm", "timerFired:done"])
+                }
+                try? await blocker.close()
+            } catch {
+                try? await blocker.close()
+                throw error
+            }
+        }
+    }
+
+    static func count(_ table: String, _ database: DatabaseEndpoint) async throws -> Int {
+        try await WorkflowFaultTests.withConnection(database) { connection in
+            let rows = try await connection.query(PostgresQuery(unsafeSQL: "SELECT count(*)::int FROM \(table)"), logger: TestDatabase.logger)
+            var count = 0
+            for try await value in rows.decode(Int.self) { count = value }
+            return count
+        }
+    }
+}
+
+/// Counts signals: ends with their names, in the order applied, once it has `signals` of them.
+/// Every step (re)sets a far timer, so steps replace inbox rows while others are applied.
+struct TallyWorkflow: WorkflowDefinition {
+    static let name = "Tally"
+    static let version = 1
+
+    struct Input: Sendable, Codable {
+        var signals: Int
+    }
+
+    struct State: Sendable, Codable, Equatable {
+        var expected: Int
+        var seen: [String]
+    }
+
+    func start(_ input: Input, now: Date) throws(WorkflowInputError) -> WorkflowTransition<State> {
+        WorkflowTransition(state: State(expected: input.signals, seen: []), note: "Counting")
+    }
+
+    func handle(_ event: WorkflowEvent, in state: State, now: Date) -> WorkflowTransition<State> {
+        guard case .signal(let name, _) = event else { return WorkflowTransition(state: state, note: "Ignored") }
+        var next = state
+        next.seen.append(name)
+        if next.seen.count >= next.expected {
+            return WorkflowTransition(state: next, outcome: .succeeded(.array(next.seen.map { .string($0) })), note: "All in")
+        }
+        return WorkflowTransition(state: next, commands: [.setTimer(name: "tick", at: now.addingTimeInterval(3600))], note: "Seen \(name)")
+    }
+}
