@@ -189,6 +189,10 @@ PY
         chargepath)
             SERVER_PORT=$CP_PORT
             SERVER_DATA="$3"
+            # Every run starts from an empty database, as the echo and the peer start with nothing:
+            # otherwise one run's leftovers (its fleet's sessions, interrupted when the simulator
+            # left, closing after their grace period) load the next run's measurement.
+            stop_cluster "$SERVER_DATA"; rm -rf "$SERVER_DATA"
             "$BIN/chargepath" serve --data-dir "$SERVER_DATA" --ocpp-host 127.0.0.1 --ocpp-port "$CP_PORT" \
                 --api-port "$CP_API_PORT" --api-token "$CP_TOKEN" --log-level warning --heartbeat-interval 300 \
                 > "$logfile" 2>&1 &

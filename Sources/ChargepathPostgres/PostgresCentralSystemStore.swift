@@ -139,8 +139,9 @@ public struct PostgresCentralSystemStore: CentralSystemStore {
                     'transactionId', i.transaction_id, 'idTag', \(request.idTag)::text, 'meterStart', \(request.meterStart)::integer,
                     'limits', coalesce((SELECT session_limits FROM id_tags WHERE lower(id_tag) = lower(\(request.idTag))), '{}'::jsonb)
                         || coalesce((
-                            SELECT e.input->'limits' FROM workflow_executions e
-                            WHERE e.status = 'RUNNING' AND e.workflow = 'RemoteStart' AND jsonb_typeof(e.input->'limits') = 'object'
+                            SELECT e.input->'limits' FROM workflow_waits w JOIN workflow_executions e ON e.id = w.execution_id
+                            WHERE w.charge_point_id = \(chargePointID) AND w.action = 'StartTransaction'
+                              AND e.status = 'RUNNING' AND e.workflow = 'RemoteStart' AND jsonb_typeof(e.input->'limits') = 'object'
                               AND e.waiting_for @> jsonb_build_array(jsonb_build_object(
                                   'chargePointID', \(chargePointID)::text, 'action', 'StartTransaction', 'connectorID', \(request.connectorId)::integer))
                             ORDER BY e.created_at DESC LIMIT 1

@@ -192,11 +192,12 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
     /// A charger message was persisted and answered: wake the executions waiting for it.
     public func chargerMessage(chargePointID: String, action: String, request: JSONValue, response: JSONValue) async {
         do {
-            let probe: JSONValue = [["chargePointID": .string(chargePointID), "action": .string(action)]]
+            // Most messages wake nobody: a probe of `workflow_waits` (migration 0008) says so at once;
+            // the filters (connector, transaction) are checked here for the few that wait.
             let rows = try await client.query(
                 """
-                SELECT id, waiting_for::text FROM workflow_executions
-                WHERE status = 'RUNNING' AND waiting_for @> \(probe.serialized())::jsonb
+                SELECT e.id, e.waiting_for::text FROM workflow_waits w JOIN workflow_executions e ON e.id = w.execution_id
+                WHERE w.charge_point_id = \(chargePointID) AND w.action = \(action) AND e.status = 'RUNNING'
                 """,
                 logger: logger
             )

@@ -159,3 +159,48 @@ struct TallyWorkflow: WorkflowDefinition {
         return WorkflowTransition(state: next, commands: [.setTimer(name: "tick", at: now.addingTimeInterval(3600))], note: "Seen \(name)")
     }
 }
+
+/// `workflow_waits` (migration 0008) is what every stored charger message probes before it is
+/// answered: it must list exactly the (charge point, action) pairs running executions wait for.
+@Suite(.timeLimit(.minutes(2))) struct WorkflowWaitsTests {
+    @Test func theWaitsFollowEachExecutionsFiltersAndStatus() async throws {
+        let database = try await WorkflowFaultTests.migratedDatabase()
+        try await WorkflowFaultTests.withConnection(database) { connection in
+            func waits() async throws -> [String] {
+                let rows = try await connection.query(
+                    "SELECT execution_id || ' ' || charge_point_id || ' ' || action FROM workflow_waits ORDER BY 1", logger: TestDatabase.logger
+                )
+                var found: [String] = []
+                for try await row in rows.decode(String.self) { found.append(row) }
+                return found
+            }
+            func run(_ sql: String) async throws {
+                try await connection.query(PostgresQuery(unsafeSQL: sql), logger: TestDatabase.logger)
+            }
+            // Two filters on one action (two connectors) give one row; a running execution's
+            // filters appear as it is inserted.
+            try await run("""
+                INSERT INTO workflow_executions (id, workflow, version, charge_point_id, input, state, status, waiting_for, created_at, updated_at)
+                VALUES ('x1', 'T', 1, 'CP-1', '{}', 'null', 'RUNNING',
+                    '[{"chargePointID":"CP-1","action":"StatusNotification","connectorID":1},
+                      {"chargePointID":"CP-1","action":"StatusNotification","connectorID":2},
+                      {"chargePointID":"CP-1","action":"StopTransaction","transactionID":7}]', now(), now()),
+                    ('x2', 'T', 1, 'CP-2', '{}', 'null', 'RUNNING', '[{"chargePointID":"CP-2","action":"MeterValues"}]', now(), now())
+                """)
+            #expect(try await waits() == ["x1 CP-1 StatusNotification", "x1 CP-1 StopTransaction", "x2 CP-2 MeterValues"])
+            // A step changes what it waits for: the rows follow.
+            try await run("""
+                UPDATE workflow_executions SET waiting_for = '[{"chargePointID":"CP-1","action":"StartTransaction"}]' WHERE id = 'x1'
+                """)
+            #expect(try await waits() == ["x1 CP-1 StartTransaction", "x2 CP-2 MeterValues"])
+            // An update that leaves the filters alone (a state change only) keeps them.
+            try await run("UPDATE workflow_executions SET state = '{\"n\":1}' WHERE id = 'x1'")
+            #expect(try await waits() == ["x1 CP-1 StartTransaction", "x2 CP-2 MeterValues"])
+            // A finished execution waits for nothing, even if its column still says otherwise.
+            try await run("UPDATE workflow_executions SET status = 'SUCCEEDED' WHERE id = 'x2'")
+            #expect(try await waits() == ["x1 CP-1 StartTransaction"])
+            try await run("DELETE FROM workflow_executions WHERE id = 'x1'")
+            #expect(try await waits() == [])
+        }
+    }
+}
