@@ -247,12 +247,15 @@ public struct ChargingSessionWorkflow: WorkflowDefinition {
     }
 
     /// MeterValues only matter with an energy or idle limit: without one the session is not woken
-    /// by every sample.
+    /// by every sample. Of its connector's statuses only those it acts on wake it: Available (the
+    /// session may be interrupted) or, once it waits for a StopTransaction after one, those of a
+    /// session going on.
     static func waitingFor(_ session: Session) -> [MessageFilter] {
         let input = session.input
+        let statuses = session.availableWithoutStopAt == nil ? ["Available"] : statusesOfASession.sorted()
         var filters = [
             MessageFilter(chargePointID: input.chargePointId, action: "StopTransaction", transactionID: input.transactionId),
-            MessageFilter(chargePointID: input.chargePointId, action: "StatusNotification", connectorID: input.connectorId),
+            MessageFilter(chargePointID: input.chargePointId, action: "StatusNotification", connectorID: input.connectorId, statuses: statuses),
         ]
         if session.limitReached == nil, session.limits.maxEnergyWh != nil || session.limits.maxIdleSeconds != nil {
             filters.append(MessageFilter(chargePointID: input.chargePointId, action: "MeterValues", transactionID: input.transactionId))

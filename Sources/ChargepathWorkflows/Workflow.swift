@@ -39,12 +39,16 @@ public struct MessageFilter: Sendable, Equatable, Codable, Hashable {
     public var connectorID: Int?
     /// Matches only this transaction (`transactionId` in the request or in our answer), when set.
     public var transactionID: Int?
+    /// Matches only these `status` values of the request (StatusNotification), when set: an
+    /// execution is not woken (one transaction and its history) by statuses it would ignore.
+    public var statuses: [String]?
 
-    public init(chargePointID: String, action: String, connectorID: Int? = nil, transactionID: Int? = nil) {
+    public init(chargePointID: String, action: String, connectorID: Int? = nil, transactionID: Int? = nil, statuses: [String]? = nil) {
         self.chargePointID = chargePointID
         self.action = action
         self.connectorID = connectorID
         self.transactionID = transactionID
+        self.statuses = statuses
     }
 
     /// Whether a charger message passes this filter.
@@ -55,6 +59,7 @@ public struct MessageFilter: Sendable, Equatable, Codable, Hashable {
             let seen = request["transactionId"]?.int64Value ?? response["transactionId"]?.int64Value
             if seen != Int64(transactionID) { return false }
         }
+        if let statuses, !statuses.contains(request["status"]?.stringValue ?? "") { return false }
         return true
     }
 }

@@ -126,6 +126,33 @@ import Testing
         #expect(status("Available", 200, charging.state).commands == [.setTimer(name: "interrupt-grace", at: t0.addingTimeInterval(230))])
     }
 
+    /// Each StatusNotification that wakes a session costs a transaction and its history: only
+    /// those it acts on wake it (Available; then, during the grace period, a session's statuses).
+    @Test func onlyTheStatusesItActsOnWakeIt() throws {
+        let started = try workflow.start(input(grace: 30), now: t0)
+        func wakes(_ status: String, _ transition: WorkflowTransition<ChargingSessionWorkflow.State>, connector: Int = 2) -> Bool {
+            transition.waitingFor.contains {
+                $0.matches(chargePointID: "CP-7", action: "StatusNotification",
+                           request: ["connectorId": .integer(Int64(connector)), "status": .string(status), "errorCode": "NoError"], response: .emptyObject)
+            }
+        }
+        #expect(wakes("Available", started))
+        for status in ["Preparing", "Charging", "SuspendedEV", "SuspendedEVSE", "Finishing", "Faulted", "Unavailable"] {
+            #expect(!wakes(status, started), "\(status) woke a session with no grace period running")
+        }
+        #expect(!wakes("Available", started, connector: 1))
+        let available = workflow.handle(
+            .chargerMessage(chargePointID: "CP-7", action: "StatusNotification", request: ["connectorId": 2, "status": "Available", "errorCode": "NoError"], response: .emptyObject),
+            in: started.state, now: t0.addingTimeInterval(100)
+        )
+        for status in ["Charging", "SuspendedEV", "SuspendedEVSE"] { #expect(wakes(status, available)) }
+        for status in ["Available", "Finishing", "Preparing"] { #expect(!wakes(status, available)) }
+        // A filter stored before it had statuses (no `statuses` member) still matches every status.
+        let stored = try JSONValue.parse(Data(#"{"chargePointID":"CP-7","action":"StatusNotification","connectorID":2}"#.utf8)).decode(MessageFilter.self)
+        #expect(stored.statuses == nil)
+        #expect(stored.matches(chargePointID: "CP-7", action: "StatusNotification", request: ["connectorId": 2, "status": "Finishing"], response: .emptyObject))
+    }
+
     @Test func aStopWithinTheGraceEndsTheSessionNormally() throws {
         let started = try workflow.start(input(grace: 30), now: t0)
         let available = workflow.handle(
