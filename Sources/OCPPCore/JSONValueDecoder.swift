@@ -112,7 +112,9 @@ private func mismatch(_ type: Any.Type, _ value: JSONValue, _ path: [any CodingK
     return .typeMismatch(type, .init(codingPath: path, debugDescription: "Expected to decode \(type) but found \(value.typeName) instead."))
 }
 
-private struct IndexKey: CodingKey {
+/// An array element's place in a coding path, named as `JSONDecoder` names it ("Index 3"); shared
+/// with `JSONValueEncoder`.
+struct IndexKey: CodingKey {
     let intValue: Int?
     var stringValue: String { "Index \(intValue ?? 0)" }
     init(_ index: Int) { intValue = index }
