@@ -298,26 +298,10 @@ simulate() {
     return 0
 }
 
-# register_tags PREFIX CHARGERS: Chargepath authorizes only id tags an operator registered; the
-# simulator's tag is "TAG-<charger id>" cut to 20 characters. PUT through the operator API.
+# register_tags PREFIX CHARGERS: Chargepath authorizes only id tags an operator registered
+# (Scripts/register-id-tags.py, through the operator API).
 register_tags() {
-    python3 - "$CP_API_PORT" "$CP_TOKEN" "$1" "$2" "$PER_SIMULATOR" <<'PY'
-import http.client, sys
-port, token, prefix, chargers, per = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
-procs = (chargers + per - 1) // per
-left = chargers
-conn = http.client.HTTPConnection("127.0.0.1", int(port))
-for p in range(1, procs + 1):
-    n = left // (procs - p + 1); left -= n
-    width = len(str(n))
-    for i in range(1, n + 1):
-        tag = ("TAG-" + f"{prefix}{p}-" + str(i).zfill(width))[:20]
-        conn.request("PUT", "/api/v1/id-tags/" + tag, body='{"status":"Accepted"}',
-                     headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"})
-        r = conn.getresponse(); r.read()
-        if r.status not in (200, 201):
-            sys.exit(f"PUT id tag {tag}: HTTP {r.status}")
-PY
+    python3 "$ROOT/Scripts/register-id-tags.py" "$CP_API_PORT" "$CP_TOKEN" "$1" "$2" "$PER_SIMULATOR"
 }
 
 # one_run SYSTEM SCENARIO REP PREFIX CHARGERS WARMUP SIMULATOR-ARGS...

@@ -111,19 +111,7 @@ for _ in $(seq 1 1200); do
 done
 
 # Chargepath authorizes only registered id tags: the simulator's are TAG-<charger id>.
-python3 - "$API_PORT" "$TOKEN" "$CHARGERS" <<'PY'
-import http.client, sys
-port, token, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
-conn = http.client.HTTPConnection("127.0.0.1", int(port))
-width = len(str(n))
-for i in range(1, n + 1):
-    tag = ("TAG-wb1-" + str(i).zfill(width))[:20]
-    conn.request("PUT", "/api/v1/id-tags/" + tag, body='{"status":"Accepted"}',
-                 headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"})
-    r = conn.getresponse(); r.read()
-    if r.status not in (200, 201):
-        sys.exit(f"PUT id tag {tag}: HTTP {r.status}")
-PY
+python3 "$ROOT/Scripts/register-id-tags.py" "$API_PORT" "$TOKEN" wb "$CHARGERS"
 
 # ------------------------------------------------------------------------------- the measurement
 # One sample: seconds since t0, workflow_starts waiting, executions, of them running, steps applied (history
