@@ -138,7 +138,8 @@ final class OCPP16Session: ChargerSession {
     }
 
     private func handleCall(id: String, action: String, payload: JSONValue) async {
-        if let last = loop.withLock({ $0.lastAnswered }), last.id == id, last.action == action {
+        let (lastAnswered, current) = loop.withLock { ($0.lastAnswered, $0.session) }
+        if let last = lastAnswered, last.id == id, last.action == action {
             // A resent CALL (the charger missed our answer, or sent it twice): answer again, do nothing twice.
             logger.info("Answering a resent CALL again without handling it twice", metadata: ["ocpp.action": "\(action)", "ocpp.message_id": "\(id)"])
             await send(last.reply)
@@ -147,7 +148,6 @@ final class OCPP16Session: ChargerSession {
         // Everything the CALL needs (validation, the handler, the database, waking workflows) is
         // bounded by one time limit: a database that does not answer gets the charger an
         // InternalError in time, and the connection goes on reading.
-        let current = loop.withLock { $0.session }
         let reply: String
         do {
             let answered = try await withTimeLimit(configuration.handlerTimeout) { [self] in
