@@ -179,18 +179,34 @@ public struct EmbeddedPostgres: Sendable {
         }
     }
 
-    /// A tiny shell loop, run as the cluster user, that stops the cluster once `pid` is gone.
+    /// A tiny shell loop that stops the cluster once `pid` is gone.
     /// It watches `/proc/<pid>` because a signal test (`kill -0`) fails across users.
+    /// It stops only the postmaster that was running when it began (the first line of
+    /// `postmaster.pid`): a server restarted on the same data directory within the loop's second
+    /// has started a new postmaster, which the old process's watchdog must leave alone.
     /// With `removeWhenProcessExits`, it then deletes the whole data directory (a throwaway cluster).
     func startWatchdog(tools: Tools, pid: Int32) throws {
+        let pidFile = clusterDirectory.appendingPathComponent("postmaster.pid").path
+        guard let postmaster = Self.postmasterPID(pidFile: pidFile) else {
+            throw Error(description: "The embedded PostgreSQL in \(clusterDirectory.path) is running but has no readable postmaster.pid; stop it with pg_ctl and start again.")
+        }
         let stop = "'\(tools.pgCtl)' -D '\(clusterDirectory.path)' -m fast -w stop"
         // The loop runs as us; the stop as the cluster's user (PostgreSQL refuses root).
         let stopAsClusterUser = runsAsRoot ? "/usr/sbin/runuser -u \(configuration.systemUserWhenRoot) -- \(stop)" : stop
-        var script = "while [ -d /proc/\(pid) ]; do sleep 1; done; \(stopAsClusterUser)"
+        var script = "while [ -d /proc/\(pid) ]; do sleep 1; done; "
+            + "if [ \"$(head -n 1 '\(pidFile)' 2>/dev/null)\" = '\(postmaster)' ]; then \(stopAsClusterUser); fi"
         if configuration.removeWhenProcessExits {
             script += "; rm -rf '\(configuration.dataDirectory.path)'"
         }
         try Subprocess.spawnDetached("/usr/bin/setsid", ["/bin/sh", "-c", script])
+    }
+
+    /// The postmaster's process id: the first line of its `postmaster.pid`.
+    static func postmasterPID(pidFile: String) -> Int32? {
+        guard let text = try? String(contentsOfFile: pidFile, encoding: .utf8),
+            let first = text.split(separator: "\n", maxSplits: 1).first
+        else { return nil }
+        return Int32(first.trimmingCharacters(in: .whitespaces))
     }
 
     @discardableResult

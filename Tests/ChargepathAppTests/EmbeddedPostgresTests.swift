@@ -1,0 +1,50 @@
+import ChargepathPostgres
+import Foundation
+import Testing
+
+/// The embedded cluster's life around `chargepath serve` restarts: each server process starts
+/// (or adopts) the cluster and leaves a watchdog that stops it when that process is gone.
+@Suite(.timeLimit(.minutes(3))) struct EmbeddedPostgresTests {
+    static func answers(_ endpoint: DatabaseEndpoint) async -> Bool {
+        (try? await TestDatabase.execute("SELECT 1", on: endpoint)) != nil
+    }
+
+    /// A server stopped and started again at once (a service manager's restart): the old
+    /// process's watchdog, noticing its exit up to a second later, must not stop the cluster the
+    /// new process has just started. It did, and the new server ran without its database.
+    @Test func aServerRestartedAtOnceKeepsItsDatabaseWhenTheOldProcessWatchdogFires() async throws {
+        let directory = URL(fileURLWithPath: NSTemporaryDirectory())
+            .appendingPathComponent("chargepath-tests-embedded-\(UInt32.random(in: 0 ... .max))", isDirectory: true)
+        // Stand-ins for the two server processes, whose exits the watchdogs watch.
+        let oldServer = try ChildProcess.spawn("/bin/sleep", ["600"])
+        let newServer = try ChildProcess.spawn("/bin/sleep", ["600"])
+        let first = EmbeddedPostgres(
+            configuration: .init(dataDirectory: directory, stopWhenProcessExits: oldServer.pid), logger: TestDatabase.logger)
+        let second = EmbeddedPostgres(
+            configuration: .init(dataDirectory: directory, stopWhenProcessExits: newServer.pid), logger: TestDatabase.logger)
+        defer {
+            oldServer.kill()
+            newServer.kill()
+        }
+        do {
+            _ = try await first.start()
+            try await first.stop()  // the old server's clean shutdown
+            let endpoint = try await second.start().databaseEndpoint
+            #expect(await Self.answers(endpoint), "the restarted cluster answers")
+
+            oldServer.kill()  // the old process is gone (and reaped): its watchdog fires within a second
+            try await Task.sleep(for: .seconds(3))
+            #expect(await Self.answers(endpoint), "the old server's watchdog stopped the new server's cluster")
+
+            newServer.kill()  // the new server is gone: its watchdog stops the cluster it started
+            try await eventually(timeout: .seconds(20), "the cluster stops after the process that started it exits") {
+                await !Self.answers(endpoint)
+            }
+        } catch {
+            try? await second.stop()
+            try? FileManager.default.removeItem(at: directory)
+            throw error
+        }
+        try? FileManager.default.removeItem(at: directory)
+    }
+}
