@@ -24,44 +24,16 @@ public struct PostgresCentralSystemStore: CentralSystemStore {
     }
 
     public func recordBoot(chargePointID: String, _ request: BootNotificationRequest, at date: Date) async throws -> RegistrationStatus {
-        let rows = try await client.query(
-            """
-            WITH booted AS (
-            INSERT INTO charge_points (charge_point_id, vendor, model, serial_number, charge_box_serial_number,
-                firmware_version, iccid, imsi, meter_type, meter_serial_number, last_boot_at, last_seen_at)
-            VALUES (\(chargePointID), \(request.chargePointVendor), \(request.chargePointModel), \(request.chargePointSerialNumber),
-                \(request.chargeBoxSerialNumber), \(request.firmwareVersion), \(request.iccid), \(request.imsi), \(request.meterType),
-                \(request.meterSerialNumber), \(date), \(date))
-            ON CONFLICT (charge_point_id) DO UPDATE SET
-                vendor = EXCLUDED.vendor, model = EXCLUDED.model, serial_number = EXCLUDED.serial_number,
-                charge_box_serial_number = EXCLUDED.charge_box_serial_number, firmware_version = EXCLUDED.firmware_version,
-                iccid = EXCLUDED.iccid, imsi = EXCLUDED.imsi, meter_type = EXCLUDED.meter_type,
-                meter_serial_number = EXCLUDED.meter_serial_number, last_boot_at = EXCLUDED.last_boot_at,
-                last_seen_at = EXCLUDED.last_seen_at
-            RETURNING registration_status
+        let rows = try await client.execute(
+            RecordBootStatement(
+                chargePointID: chargePointID, vendor: request.chargePointVendor, model: request.chargePointModel,
+                serialNumber: request.chargePointSerialNumber, chargeBoxSerialNumber: request.chargeBoxSerialNumber,
+                firmwareVersion: request.firmwareVersion, iccid: request.iccid, imsi: request.imsi, meterType: request.meterType,
+                meterSerialNumber: request.meterSerialNumber, bootedAt: date, provisionOnBoot: provisionOnBoot
             ),
-            provisioning AS (
-                -- An Accepted boot starts a Provisioning in this same commit, with the configuration
-                -- set for this charger or for all ('*'); the charger's own value for a key wins.
-                INSERT INTO workflow_starts (execution_id, workflow, input, created_at)
-                SELECT 'provision-' || \(chargePointID)::text || '-' || \(Int64((date.timeIntervalSince1970 * 1000).rounded()))::bigint,
-                    'Provisioning', jsonb_build_object(
-                        'chargePointId', \(chargePointID)::text,
-                        'configuration', coalesce((
-                            SELECT jsonb_agg(jsonb_build_object('key', c.key, 'value', c.value) ORDER BY c.key) FROM (
-                                SELECT DISTINCT ON (key) key, value FROM charger_configuration
-                                WHERE scope IN ('*', \(chargePointID)::text) ORDER BY key, scope = '*'
-                            ) c
-                        ), '[]'::jsonb)
-                    ), \(date)
-                FROM booted b WHERE b.registration_status = 'Accepted' AND \(provisionOnBoot)::boolean
-                ON CONFLICT (execution_id) DO NOTHING
-            )
-            SELECT registration_status FROM booted
-            """,
             logger: logger
         )
-        for try await status in rows.decode(String.self) {
+        for try await status in rows {
             return RegistrationStatus(rawValue: status) ?? .accepted
         }
         return .accepted
@@ -76,38 +48,21 @@ public struct PostgresCentralSystemStore: CentralSystemStore {
     }
 
     public func recordStatus(chargePointID: String, _ request: StatusNotificationRequest, receivedAt: Date) async throws {
-        let status = request.status.rawValue
-        let errorCode = request.errorCode.rawValue
         // One statement: the history row, and the current status unless a newer one is already there
         // (chargers replay queued notifications after a reconnect).
-        try await client.query(
-            """
-            WITH history AS (
-                INSERT INTO status_history (charge_point_id, connector_id, status, error_code, info, vendor_id,
-                    vendor_error_code, status_at, received_at)
-                VALUES (\(chargePointID), \(request.connectorId), \(status), \(errorCode), \(request.info), \(request.vendorId),
-                    \(request.vendorErrorCode), \(request.timestamp), \(receivedAt))
-            )
-            INSERT INTO connector_status (charge_point_id, connector_id, status, error_code, info, vendor_id,
-                vendor_error_code, status_at, received_at)
-            VALUES (\(chargePointID), \(request.connectorId), \(status), \(errorCode), \(request.info), \(request.vendorId),
-                \(request.vendorErrorCode), \(request.timestamp), \(receivedAt))
-            ON CONFLICT (charge_point_id, connector_id) DO UPDATE SET
-                status = EXCLUDED.status, error_code = EXCLUDED.error_code, info = EXCLUDED.info,
-                vendor_id = EXCLUDED.vendor_id, vendor_error_code = EXCLUDED.vendor_error_code,
-                status_at = EXCLUDED.status_at, received_at = EXCLUDED.received_at
-            WHERE connector_status.status_at IS NULL OR EXCLUDED.status_at IS NULL
-                OR EXCLUDED.status_at >= connector_status.status_at
-            """,
+        try await client.run(
+            RecordStatusStatement(
+                chargePointID: chargePointID, connectorID: request.connectorId, status: request.status.rawValue,
+                errorCode: request.errorCode.rawValue, info: request.info, vendorID: request.vendorId,
+                vendorErrorCode: request.vendorErrorCode, statusAt: request.timestamp, receivedAt: receivedAt
+            ),
             logger: logger
         )
     }
 
     public func authorize(idTag: String, at date: Date) async throws -> IdTagInfo {
-        let rows = try await client.query(
-            "SELECT status, expiry_date, parent_id_tag FROM id_tags WHERE lower(id_tag) = lower(\(idTag))", logger: logger
-        )
-        for try await (status, expiry, parent) in rows.decode((String, Date?, String?).self) {
+        let rows = try await client.execute(IdTagStatement(idTag: idTag), logger: logger)
+        for try await (status, expiry, parent) in rows {
             var authorization = AuthorizationStatus(rawValue: status) ?? .invalid
             if authorization == .accepted, let expiry, expiry <= date {
                 authorization = .expired
@@ -120,47 +75,15 @@ public struct PostgresCentralSystemStore: CentralSystemStore {
     public func startTransaction(chargePointID: String, _ request: StartTransactionRequest, receivedAt: Date) async throws -> StartedTransaction {
         let info = try await authorize(idTag: request.idTag, at: receivedAt)
         // A retried start (same charger, connector, tag, meterStart, timestamp) finds its first row.
-        let rows = try await client.query(
-            """
-            WITH inserted AS (
-                INSERT INTO transactions (charge_point_id, connector_id, id_tag, id_tag_status, meter_start, started_at,
-                    reservation_id, received_start_at)
-                VALUES (\(chargePointID), \(request.connectorId), \(request.idTag), \(info.status.rawValue), \(request.meterStart),
-                    \(request.timestamp), \(request.reservationId), \(receivedAt))
-                ON CONFLICT ON CONSTRAINT transactions_start_key DO NOTHING
-                RETURNING transaction_id, false AS retry
+        let rows = try await client.execute(
+            StartTransactionStatement(
+                chargePointID: chargePointID, connectorID: request.connectorId, idTag: request.idTag,
+                idTagStatus: info.status.rawValue, meterStart: request.meterStart, startedAt: request.timestamp,
+                reservationID: request.reservationId, receivedAt: receivedAt, interruptGraceSeconds: sessionInterruptGraceSeconds
             ),
-            session AS (
-                -- Every new transaction gets a ChargingSession, started in this same commit. Its limits:
-                -- the id tag's, overridden field by field by those of a RemoteStart waiting on this connector.
-                INSERT INTO workflow_starts (execution_id, workflow, input, created_at)
-                SELECT 'session-' || i.transaction_id, 'ChargingSession', jsonb_build_object(
-                    'chargePointId', \(chargePointID)::text, 'connectorId', \(request.connectorId)::integer,
-                    'transactionId', i.transaction_id, 'idTag', \(request.idTag)::text, 'meterStart', \(request.meterStart)::integer,
-                    'limits', coalesce((SELECT session_limits FROM id_tags WHERE lower(id_tag) = lower(\(request.idTag))), '{}'::jsonb)
-                        || coalesce((
-                            SELECT e.input->'limits' FROM workflow_waits w JOIN workflow_executions e ON e.id = w.execution_id
-                            WHERE w.charge_point_id = \(chargePointID) AND w.action = 'StartTransaction'
-                              AND e.status = 'RUNNING' AND e.workflow = 'RemoteStart' AND jsonb_typeof(e.input->'limits') = 'object'
-                              AND e.waiting_for @> jsonb_build_array(jsonb_build_object(
-                                  'chargePointID', \(chargePointID)::text, 'action', 'StartTransaction', 'connectorID', \(request.connectorId)::integer))
-                            ORDER BY e.created_at DESC LIMIT 1
-                        ), '{}'::jsonb),
-                    'interruptGraceSeconds', \(sessionInterruptGraceSeconds)::integer
-                ), \(receivedAt)
-                FROM inserted i
-                ON CONFLICT (execution_id) DO NOTHING
-            )
-            SELECT transaction_id, retry FROM inserted
-            UNION ALL
-            SELECT transaction_id, true FROM transactions
-            WHERE charge_point_id = \(chargePointID) AND connector_id = \(request.connectorId) AND id_tag = \(request.idTag)
-                AND meter_start = \(request.meterStart) AND started_at = \(request.timestamp)
-                AND NOT EXISTS (SELECT 1 FROM inserted)
-            """,
             logger: logger
         )
-        for try await (id, retry) in rows.decode((Int, Bool).self) {
+        for try await (id, retry) in rows {
             return StartedTransaction(transactionID: id, idTagInfo: info, wasRetry: retry)
         }
         throw StoreError(description: "StartTransaction for \(chargePointID) returned no transaction id")

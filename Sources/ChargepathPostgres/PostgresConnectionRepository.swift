@@ -22,36 +22,23 @@ public struct PostgresConnectionRepository: ConnectionRepository, NodeRepository
         // One statement: remember the row it replaces (if any), then upsert on the charge point.
         // The newest connection wins on any node; the old socket's later `close` names its own
         // connection_id and so can never delete this row.
-        let rows = try await client.query(
-            """
-            WITH previous AS (
-                SELECT connection_id FROM connections WHERE charge_point_id = \(record.chargePointID) FOR UPDATE
-            ), upserted AS (
-                INSERT INTO connections (connection_id, charge_point_id, path, query, headers, subprotocol,
-                                         remote_address, node_id, connected_at, last_seen_at, expires_at)
-                VALUES (\(record.connectionID.rawValue), \(record.chargePointID), \(record.path), \(query)::jsonb,
-                        \(headers)::jsonb, \(record.subprotocol), \(record.remoteAddress), \(record.nodeID.rawValue),
-                        \(record.connectedAt), \(record.lastSeenAt), \(record.expiresAt))
-                ON CONFLICT (charge_point_id) DO UPDATE SET
-                    connection_id = EXCLUDED.connection_id, path = EXCLUDED.path, query = EXCLUDED.query,
-                    headers = EXCLUDED.headers, subprotocol = EXCLUDED.subprotocol,
-                    remote_address = EXCLUDED.remote_address, node_id = EXCLUDED.node_id,
-                    connected_at = EXCLUDED.connected_at, last_seen_at = EXCLUDED.last_seen_at,
-                    expires_at = EXCLUDED.expires_at
-                RETURNING connection_id
-            )
-            SELECT previous.connection_id FROM previous, upserted
-            """,
+        let rows = try await client.execute(
+            OpenConnectionStatement(
+                connectionID: record.connectionID.rawValue, chargePointID: record.chargePointID, path: record.path,
+                query: query, headers: headers, subprotocol: record.subprotocol, remoteAddress: record.remoteAddress,
+                nodeID: record.nodeID.rawValue, connectedAt: record.connectedAt, lastSeenAt: record.lastSeenAt,
+                expiresAt: record.expiresAt
+            ),
             logger: logger
         )
-        for try await previous in rows.decode(String.self) where previous != record.connectionID.rawValue {
+        for try await previous in rows where previous != record.connectionID.rawValue {
             return ConnectionID(rawValue: previous)
         }
         return nil
     }
 
     public func close(_ id: ConnectionID) async throws {
-        try await client.query("DELETE FROM connections WHERE connection_id = \(id.rawValue)", logger: logger)
+        try await client.run(CloseConnectionStatement(connectionID: id.rawValue), logger: logger)
     }
 
     public func find(_ id: ConnectionID) async throws -> ConnectionRecord? {

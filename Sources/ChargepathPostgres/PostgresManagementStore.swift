@@ -40,11 +40,8 @@ public struct PostgresManagementStore: ManagementStore {
     }
 
     public func credentials(of chargePointID: String) async throws -> ChargePointCredentials? {
-        let rows = try await client.query(
-            "SELECT registered, password_hash, registration_status FROM charge_points WHERE charge_point_id = \(chargePointID)",
-            logger: logger
-        )
-        for try await (registered, hash, status) in rows.decode((Bool, String?, String).self) {
+        let rows = try await client.execute(ChargePointCredentialsStatement(chargePointID: chargePointID), logger: logger)
+        for try await (registered, hash, status) in rows {
             return ChargePointCredentials(registered: registered, passwordHash: hash, registrationStatus: RegistrationStatus(rawValue: status) ?? .accepted)
         }
         return nil

@@ -194,15 +194,9 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
         do {
             // Most messages wake nobody: a probe of `workflow_waits` (migration 0008) says so at once;
             // the filters (connector, transaction) are checked here for the few that wait.
-            let rows = try await client.query(
-                """
-                SELECT e.id, e.waiting_for::text FROM workflow_waits w JOIN workflow_executions e ON e.id = w.execution_id
-                WHERE w.charge_point_id = \(chargePointID) AND w.action = \(action) AND e.status = 'RUNNING'
-                """,
-                logger: logger
-            )
+            let rows = try await client.execute(WaitingExecutionsStatement(chargePointID: chargePointID, action: action), logger: logger)
             var matching: [String] = []
-            for try await (id, waiting) in rows.decode((String, String).self) {
+            for try await (id, waiting) in rows {
                 let filters = try JSONValue.parse(waiting).decode([MessageFilter].self)
                 if filters.contains(where: { $0.matches(chargePointID: chargePointID, action: action, request: request, response: response) }) {
                     matching.append(id)
