@@ -1,7 +1,8 @@
 import Synchronization
 
 /// Group commit: the writes of many concurrent callers go to PostgreSQL in one statement, with one
-/// commit, and each caller returns only once its own item is committed.
+/// commit, and each caller returns only once its own item is committed. A statement that answers
+/// each item (`Result`) serves reads the same way: many callers' lookups in one round trip.
 ///
 /// There is no background task and no timer. A caller that finds a free write slot writes at once
 /// (alone, so a quiet system waits for nothing); callers that come while every slot is busy queue up,
@@ -18,7 +19,7 @@ import Synchronization
 /// - The lock is held only to move items in and out of the queue, never across an `await`.
 /// - A batch is every waiting caller's work, so it runs detached from the cancellation of the caller
 ///   that happens to carry it. Waiting callers are not cancellable: the wait lasts one batch.
-package final class GroupCommit<Item: Sendable>: Sendable {
+package final class GroupCommit<Item: Sendable, Result: Sendable>: Sendable {
     package struct Configuration: Sendable {
         /// The most items written in one statement.
         package var maximumBatchSize: Int
@@ -49,8 +50,8 @@ package final class GroupCommit<Item: Sendable>: Sendable {
 
     /// What a waiting caller is told to do when it is resumed.
     private enum Turn: Sendable {
-        /// Your item is committed.
-        case committed
+        /// Your item is committed; its result.
+        case committed(Result)
         /// Your batch failed: write your item alone.
         case writeAlone
         /// A slot is yours: write your item with these (who wait for you).
@@ -70,13 +71,19 @@ package final class GroupCommit<Item: Sendable>: Sendable {
     }
 
     package let configuration: Configuration
-    private let write: @Sendable ([Item]) async throws -> Void
+    private let write: @Sendable ([Item]) async throws -> [Result]
     private let state = Mutex(State())
 
-    /// `write` stores the items it is given in one statement or transaction, committed when it returns.
-    package init(configuration: Configuration = .init(), write: @escaping @Sendable ([Item]) async throws -> Void) {
+    /// `write` stores the items it is given in one statement or transaction, committed when it
+    /// returns, and returns one result per item, in the items' order.
+    @_disfavoredOverload  // a closure that returns nothing means the `Result == Void` one below
+    package init(configuration: Configuration = .init(), write: @escaping @Sendable ([Item]) async throws -> [Result]) {
         self.configuration = configuration
-        self.write = write
+        self.write = { items in
+            let results = try await write(items)
+            precondition(results.count == items.count, "GroupCommit: a write must return one result per item")
+            return results
+        }
     }
 
     package var statistics: Statistics { state.withLock { $0.statistics } }
@@ -85,9 +92,10 @@ package final class GroupCommit<Item: Sendable>: Sendable {
     /// Slots in use now.
     package var writingCount: Int { state.withLock { $0.writing } }
 
-    /// Writes `item` (in a batch with other callers' items when the database is busy); returns once it
-    /// is committed, or throws the error that writing it alone gave.
-    package func submit(_ item: Item) async throws {
+    /// Writes `item` (in a batch with other callers' items when the database is busy); returns its
+    /// result once it is committed, or throws the error that writing it alone gave.
+    @discardableResult
+    package func submit(_ item: Item) async throws -> Result {
         let turn: Turn = await withCheckedContinuation { continuation in
             let now: Turn? = state.withLock { state in
                 if state.writing < configuration.maximumConcurrentWrites {
@@ -104,31 +112,34 @@ package final class GroupCommit<Item: Sendable>: Sendable {
             if let now { continuation.resume(returning: now) }
         }
         switch turn {
-        case .committed:
-            return
+        case .committed(let result):
+            return result
         case .writeAlone:
-            try await detached([item])
+            return try await detached([item])[0]
         case .lead(let others):
-            try await lead(item, others)
+            return try await lead(item, others)
         }
     }
 
-    private func lead(_ item: Item, _ others: [Waiter]) async throws {
-        var failure: (any Error)?
+    private func lead(_ item: Item, _ others: [Waiter]) async throws -> Result {
+        let outcome: Swift.Result<[Result], any Error>
         do {
-            try await detached([item] + others.map(\.item))
+            outcome = .success(try await detached([item] + others.map(\.item)))
         } catch {
-            failure = error
+            outcome = .failure(error)
         }
         // The slot goes to the next batch at once, before this one's callers are answered.
-        handOff(batchSize: others.count + 1, failed: failure != nil)
-        guard let failure else {
-            for waiter in others { waiter.continuation.resume(returning: .committed) }
-            return
+        switch outcome {
+        case .success(let results):
+            handOff(batchSize: others.count + 1, failed: false)
+            for (index, waiter) in others.enumerated() { waiter.continuation.resume(returning: .committed(results[index + 1])) }
+            return results[0]
+        case .failure(let failure):
+            handOff(batchSize: others.count + 1, failed: true)
+            guard !others.isEmpty else { throw failure }
+            for waiter in others { waiter.continuation.resume(returning: .writeAlone) }
+            return try await detached([item])[0]
         }
-        guard !others.isEmpty else { throw failure }
-        for waiter in others { waiter.continuation.resume(returning: .writeAlone) }
-        try await detached([item])
     }
 
     private func handOff(batchSize: Int, failed: Bool) {
@@ -156,8 +167,18 @@ package final class GroupCommit<Item: Sendable>: Sendable {
 
     /// Runs one write in a task of its own: the items are other callers' too, so the cancellation of
     /// the task that carries the batch must not fail it.
-    private func detached(_ items: [Item]) async throws {
+    private func detached(_ items: [Item]) async throws -> [Result] {
         let write = self.write
-        try await Task { try await write(items) }.value
+        return try await Task { try await write(items) }.value
+    }
+}
+
+extension GroupCommit where Result == Void {
+    /// Writes that answer nothing but their commit.
+    package convenience init(configuration: Configuration = .init(), write: @escaping @Sendable ([Item]) async throws -> Void) {
+        self.init(configuration: configuration) { (items: [Item]) -> [Void] in
+            try await write(items)
+            return Array(repeating: (), count: items.count)
+        }
     }
 }

@@ -13,7 +13,7 @@ public struct PostgresCentralSystemStore: CentralSystemStore {
     let provisionOnBoot: Bool
     let sessionInterruptGraceSeconds: Int
     /// Copies of this store share it.
-    package let meterValueWrites: GroupCommit<MeterValuesWrite>
+    package let meterValueWrites: GroupCommit<MeterValuesWrite, Void>
 
     public init(client: PostgresClient, logger: Logger, provisionOnBoot: Bool = true, sessionInterruptGraceSeconds: Int = 60) {
         self.client = client

@@ -68,6 +68,8 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
     let logger: Logger
     let now: @Sendable () -> Date
     let schemaReady: Gate
+    /// The wake-up probes of many chargers' messages in one round trip (see `chargerMessage`).
+    let waitProbes: GroupCommit<WaitProbe, [WaitingExecution]>
 
     public init(
         client: PostgresClient, workflows: [AnyWorkflow], configuration: Configuration = .init(), logger: Logger,
@@ -82,6 +84,10 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
         self.logger = logger
         self.now = now
         self.schemaReady = schemaReady
+        let logger = logger
+        self.waitProbes = GroupCommit(configuration: .init(maximumBatchSize: 512, maximumConcurrentWrites: 2)) { probes in
+            try await Self.waitingExecutions(probes, client: client, logger: logger)
+        }
     }
 
     public var workflowNames: [String] { workflows.keys.sorted() }
@@ -194,10 +200,12 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
         do {
             // Most messages wake nobody: a probe of `workflow_waits` (migration 0008) says so at once;
             // the filters (connector, transaction) are checked here for the few that wait.
-            let rows = try await client.execute(WaitingExecutionsStatement(chargePointID: chargePointID, action: action), logger: logger)
+            // Batched: under load one statement probes for many chargers' messages at once.
+            let waiting = try await waitProbes.submit(WaitProbe(chargePointID: chargePointID, action: action))
             var matching: [String] = []
-            for try await (id, waiting) in rows {
-                let filters = try JSONValue.parse(waiting).decode([MessageFilter].self)
+            for execution in waiting {
+                let id = execution.id
+                let filters = try JSONValue.parse(execution.waitingFor).decode([MessageFilter].self)
                 if filters.contains(where: { $0.matches(chargePointID: chargePointID, action: action, request: request, response: response) }) {
                     matching.append(id)
                 }
@@ -207,6 +215,23 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
         } catch {
             logger.error("Could not hand a charger message to waiting workflows", metadata: ["ocpp.action": "\(action)", "error": "\(error)"])
         }
+    }
+
+    /// The running executions waiting for each probe's charger and action, in the probes' order.
+    package static func waitingExecutions(_ probes: [WaitProbe], client: PostgresClient, logger: Logger) async throws -> [[WaitingExecution]] {
+        if probes.count == 1 {
+            let rows = try await client.execute(
+                WaitingExecutionsStatement(chargePointID: probes[0].chargePointID, action: probes[0].action), logger: logger)
+            var found: [WaitingExecution] = []
+            for try await (id, waitingFor) in rows { found.append(WaitingExecution(id: id, waitingFor: waitingFor)) }
+            return [found]
+        }
+        let rows = try await client.execute(BatchWaitingExecutionsStatement(probes: probes), logger: logger)
+        var found = Array(repeating: [WaitingExecution](), count: probes.count)
+        for try await (index, id, waitingFor) in rows {
+            found[index - 1].append(WaitingExecution(id: id, waitingFor: waitingFor))
+        }
+        return found
     }
 
     public func chargerDisconnected(chargePointID: String) async {

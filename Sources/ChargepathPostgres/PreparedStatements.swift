@@ -43,6 +43,47 @@ struct WaitingExecutionsStatement: PostgresPreparedStatement {
     func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
 }
 
+/// One charger message's wake-up probe: its charger and action.
+package struct WaitProbe: Sendable {
+    package var chargePointID: String
+    package var action: String
+
+    package init(chargePointID: String, action: String) {
+        self.chargePointID = chargePointID
+        self.action = action
+    }
+}
+
+/// A running execution waiting for a charger message, with its filters (JSON).
+package struct WaitingExecution: Sendable, Equatable {
+    package var id: String
+    package var waitingFor: String
+}
+
+/// Many wake-up probes in one statement: each row names its probe by position (from 1).
+struct BatchWaitingExecutionsStatement: PostgresPreparedStatement {
+    static let sql = """
+        SELECT p.n::bigint, e.id, e.waiting_for::text
+        FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS p(charge_point_id, action, n)
+        JOIN workflow_waits w ON w.charge_point_id = p.charge_point_id AND w.action = p.action
+        JOIN workflow_executions e ON e.id = w.execution_id
+        WHERE e.status = 'RUNNING'
+        """
+    static let bindingDataTypes: [PostgresDataType] = [.textArray, .textArray]
+    typealias Row = (Int, String, String)
+
+    var probes: [WaitProbe]
+
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 2)
+        bindings.append(probes.map(\.chargePointID))
+        bindings.append(probes.map(\.action))
+        return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
+}
+
 /// What admission needs to know about a charger (`PostgresManagementStore.credentials`).
 struct ChargePointCredentialsStatement: PostgresPreparedStatement {
     static let sql = "SELECT registered, password_hash, registration_status FROM charge_points WHERE charge_point_id = $1"

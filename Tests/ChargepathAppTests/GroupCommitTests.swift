@@ -15,7 +15,7 @@ import Testing
     @Test func callersThatComeWhileAWriteRunsShareTheNextOne() async throws {
         let release = Latch(), releaseSecond = Latch()
         let written = Shared<[[Int]]>([])
-        let batches = GroupCommit<Int>(configuration: .init(maximumConcurrentWrites: 1)) { items in
+        let batches = GroupCommit<Int, Void>(configuration: .init(maximumConcurrentWrites: 1)) { items in
             if items == [0] { await release.wait() } else { await releaseSecond.wait() }
             written.withLock { $0.append(items) }
         }
@@ -53,7 +53,7 @@ import Testing
     @Test func aFailedBatchIsWrittenAgainItemByItem() async throws {
         let release = Latch()
         let committed = Shared<Set<Int>>([])
-        let batches = GroupCommit<Int>(configuration: .init(maximumConcurrentWrites: 1)) { items in
+        let batches = GroupCommit<Int, Void>(configuration: .init(maximumConcurrentWrites: 1)) { items in
             if items == [0] { await release.wait() }
             if items.contains(13) { throw TestFailure("13 is refused") }
             committed.withLock { $0.formUnion(items) }
@@ -80,9 +80,37 @@ import Testing
         #expect(batches.statistics.failedBatches == 1)
     }
 
+    /// A batch that answers each item (the workflow wake-up probe is one): each caller gets the
+    /// answer to its own item, whether it led the batch, waited in it, or wrote alone after a failure.
+    @Test func eachCallerGetsTheResultForItsOwnItem() async throws {
+        let release = Latch()
+        let batches = GroupCommit<Int, String>(configuration: .init(maximumConcurrentWrites: 1)) { items in
+            if items == [0] { await release.wait() }
+            if items.count > 1, items.contains(7) { throw TestFailure("a batch with 7 fails") }
+            return items.map { "answer to \($0)" }
+        }
+        let answers = try await withThrowingTaskGroup(of: (Int, String).self) { group in
+            group.addTask { (0, try await batches.submit(0)) }
+            do {
+                try await eventually(timeout: .seconds(60), "the first write runs") { batches.writingCount == 1 }
+                for i in 1...12 { group.addTask { (i, try await batches.submit(i)) } }
+                try await eventually(timeout: .seconds(60), "12 wait") { batches.pendingCount == 12 }
+            } catch {
+                await release.open()
+                throw error
+            }
+            await release.open()
+            var answers: [Int: String] = [:]
+            for try await (i, answer) in group { answers[i] = answer }
+            return answers
+        }
+        #expect(answers == Dictionary(uniqueKeysWithValues: (0...12).map { ($0, "answer to \($0)") }))
+        #expect(batches.statistics.failedBatches == 1)
+    }
+
     @Test func aFullQueueMakesCallersWriteAlone() async throws {
         let release = Latch()
-        let batches = GroupCommit<Int>(configuration: .init(maximumConcurrentWrites: 1, maximumPending: 3)) { items in
+        let batches = GroupCommit<Int, Void>(configuration: .init(maximumConcurrentWrites: 1, maximumPending: 3)) { items in
             if items == [0] { await release.wait() }
         }
         try await withThrowingTaskGroup(of: Void.self) { group in

@@ -46,7 +46,9 @@ import Testing
             let due = ContinuousClock.now + .milliseconds(i % 2 == 0 ? 50 : 60_000)
             ids.append(sweeper.add(deadline: due) { fired.withLock { $0[i, default: 0] += 1 } })
         }
-        try await Task.sleep(for: .milliseconds(400))
+        // Due in 50 ms; a full test run on two cores can hold the sweeper's thread up far longer.
+        try await eventually(timeout: .seconds(30), "the 100 short limits fire") { fired.withLock { $0.count } >= 100 }
+        try await Task.sleep(for: .milliseconds(100))  // room for a wrong second firing
         let counts = fired.withLock { $0 }
         #expect(counts.count == 100)
         #expect(counts.allSatisfy { $0.key % 2 == 0 && $0.value == 1 })

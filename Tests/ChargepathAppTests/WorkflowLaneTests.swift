@@ -203,4 +203,35 @@ struct TallyWorkflow: WorkflowDefinition {
             #expect(try await waits() == [])
         }
     }
+
+    /// Under load the probes of many chargers' messages go in one statement: each message must
+    /// get exactly the running executions waiting for its own charger and action.
+    @Test func aBatchOfProbesAnswersEachProbeWithItsOwnWaiters() async throws {
+        let database = try await WorkflowFaultTests.migratedDatabase()
+        try await TestDatabase.execute("""
+            INSERT INTO workflow_executions (id, workflow, version, charge_point_id, input, state, status, waiting_for, created_at, updated_at)
+            VALUES ('x1', 'T', 1, 'CP-1', '{}', 'null', 'RUNNING',
+                    '[{"chargePointID":"CP-1","action":"StatusNotification","connectorID":1},
+                      {"chargePointID":"CP-1","action":"StopTransaction","transactionID":7}]', now(), now()),
+                ('x2', 'T', 1, 'CP-2', '{}', 'null', 'RUNNING', '[{"chargePointID":"CP-2","action":"MeterValues"}]', now(), now()),
+                ('x3', 'T', 1, 'CP-1', '{}', 'null', 'RUNNING', '[{"chargePointID":"CP-1","action":"StatusNotification"}]', now(), now()),
+                ('x4', 'T', 1, 'CP-2', '{}', 'null', 'SUCCEEDED', '[{"chargePointID":"CP-2","action":"MeterValues"}]', now(), now())
+            """, on: database)
+        let probes = [
+            WaitProbe(chargePointID: "CP-1", action: "StatusNotification"), WaitProbe(chargePointID: "CP-2", action: "MeterValues"),
+            WaitProbe(chargePointID: "CP-3", action: "Heartbeat"), WaitProbe(chargePointID: "CP-1", action: "StatusNotification"),
+            WaitProbe(chargePointID: "CP-1", action: "MeterValues"), WaitProbe(chargePointID: "CP-1", action: "StopTransaction"),
+        ]
+        let expected = [["x1", "x3"], ["x2"], [], ["x1", "x3"], [], ["x1"]]
+        try await TestDatabase.withClient(database) { client in
+            let batch = try await PostgresWorkflowEngine.waitingExecutions(probes, client: client, logger: TestDatabase.logger)
+            #expect(batch.map { $0.map(\.id).sorted() } == expected)
+            #expect(batch[1].first?.waitingFor.contains("MeterValues") == true)
+            // Alone (a quiet system) the same answers.
+            for (probe, ids) in zip(probes, expected) {
+                let alone = try await PostgresWorkflowEngine.waitingExecutions([probe], client: client, logger: TestDatabase.logger)
+                #expect(alone.map { $0.map(\.id).sorted() } == [ids])
+            }
+        }
+    }
 }
