@@ -34,11 +34,12 @@ SELECT 'CP-' || lpad((n % 1000 + 1)::text, 4, '0'), n % 2 + 1, 'TAG-' || (n % 50
     CASE WHEN n <= 99800 THEN n + 20000 END, CASE WHEN n <= 99800 THEN timestamptz '2026-01-01' + n * interval '5 minutes' + interval '1 hour' END,
     CASE WHEN n <= 99800 THEN 'EVDisconnected' END, now(), NULL
 FROM generate_series(1, 100000) AS n;
--- 10 samples per transaction: 1,000,000 meter values.
-INSERT INTO meter_values (charge_point_id, connector_id, transaction_id, sampled_at, value, measurand, unit, source, received_at)
-SELECT t.charge_point_id, t.connector_id, t.transaction_id, t.started_at + s * interval '6 minutes', (t.meter_start + s * 2000)::text,
-    CASE WHEN s % 2 = 0 THEN 'Energy.Active.Import.Register' ELSE 'Power.Active.Import' END,
-    CASE WHEN s % 2 = 0 THEN 'Wh' ELSE 'W' END, 'MeterValues', now()
+-- 10 readings (migration 0009) of one sample each per transaction: 1,000,000 meter values.
+INSERT INTO meter_readings (charge_point_id, connector_id, transaction_id, sampled_at, samples, source, received_at)
+SELECT t.charge_point_id, t.connector_id, t.transaction_id, t.started_at + s * interval '6 minutes',
+    jsonb_build_array(jsonb_build_object('value', (t.meter_start + s * 2000)::text,
+        'measurand', CASE WHEN s % 2 = 0 THEN 'Energy.Active.Import.Register' ELSE 'Power.Active.Import' END,
+        'unit', CASE WHEN s % 2 = 0 THEN 'Wh' ELSE 'W' END)), 'MeterValues', now()
 FROM transactions t, generate_series(0, 9) AS s;
 INSERT INTO status_history (charge_point_id, connector_id, status, error_code, status_at, received_at)
 SELECT 'CP-' || lpad((n % 1000 + 1)::text, 4, '0'), n % 3, 'Charging', 'NoError', timestamptz '2026-01-01' + n * interval '5 minutes', now()
@@ -57,7 +58,7 @@ LEFT JOIN LATERAL (
     WHERE t.meter_stop IS NULL AND m.transaction_id = t.transaction_id
         AND coalesce(m.measurand, 'Energy.Active.Import.Register') = 'Energy.Active.Import.Register'
         AND m.value ~ '^ *[0-9]+([.][0-9]+)? *\$'
-    ORDER BY m.sampled_at DESC, (m.phase IS NULL) DESC, m.id DESC LIMIT 1
+    ORDER BY m.sampled_at DESC, (m.phase IS NULL) DESC, m.reading_id DESC, m.sample_index DESC LIMIT 1
 ) r ON true WHERE true"
 order="ORDER BY t.started_at DESC, t.transaction_id DESC LIMIT 51"
 cursor="AND (t.started_at, t.transaction_id) < (timestamptz 'epoch' + 1780000000000000 * interval '1 microsecond', 50000)"
@@ -79,7 +80,7 @@ explain "idTag (unknown)" "$select AND t.id_tag = ''' OR ''1''=''1' $order"
 explain "from/to" "$select AND t.started_at >= '2026-03-01' AND t.started_at < '2026-03-02' $order"
 explain "chargePointId + from/to" "$select AND t.charge_point_id = 'CP-0042' AND t.started_at >= '2026-03-01' AND t.started_at < '2026-06-01' $order"
 explain "one transaction" "$select AND t.transaction_id = 99950"
-explain "meter values of one transaction" "SELECT sampled_at, value, measurand, unit, phase, location, context, format, source FROM meter_values WHERE transaction_id = 50000 ORDER BY sampled_at, id"
-explain "meter values by measurand" "SELECT sampled_at, value, measurand, unit, phase, location, context, format, source FROM meter_values WHERE transaction_id = 50000 AND coalesce(measurand, 'Energy.Active.Import.Register') = 'Power.Active.Import' ORDER BY sampled_at, id"
+explain "meter values of one transaction" "SELECT sampled_at, value, measurand, unit, phase, location, context, format, source FROM meter_values WHERE transaction_id = 50000 ORDER BY sampled_at, reading_id, sample_index"
+explain "meter values by measurand" "SELECT sampled_at, value, measurand, unit, phase, location, context, format, source FROM meter_values WHERE transaction_id = 50000 AND coalesce(measurand, 'Energy.Active.Import.Register') = 'Power.Active.Import' ORDER BY sampled_at, reading_id, sample_index"
 explain "charge points page" "SELECT cp.charge_point_id, c.connection_id FROM charge_points cp LEFT JOIN connections c ON c.charge_point_id = cp.charge_point_id WHERE true AND cp.charge_point_id > 'CP-0500' ORDER BY cp.charge_point_id LIMIT 51"
 explain "status history + from/to + cursor" "SELECT id, status FROM status_history WHERE charge_point_id = 'CP-0042' AND coalesce(status_at, received_at) >= '2026-01-01' AND coalesce(status_at, received_at) < '2027-01-01' AND (coalesce(status_at, received_at), id) < (timestamptz 'epoch' + 1780000000000000 * interval '1 microsecond', 90000) ORDER BY coalesce(status_at, received_at) DESC, id DESC LIMIT 51"

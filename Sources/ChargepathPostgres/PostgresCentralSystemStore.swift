@@ -2,6 +2,7 @@ public import Chargepath
 public import Foundation
 public import Logging
 public import OCPP16
+import OCPPCore
 public import PostgresNIO
 
 /// The OCPP 1.6 tables (migration 0002). Each method is one statement or one transaction,
@@ -149,8 +150,8 @@ public struct PostgresCentralSystemStore: CentralSystemStore {
                 )
             }
             if !samples.isEmpty {
-                try await insertSamples(chargePointID: chargePointID, connectorID: connectorID, transactionID: request.transactionId,
-                                        samples: samples, source: "StopTransaction", receivedAt: receivedAt, on: connection)
+                try await insertReadings(chargePointID: chargePointID, connectorID: connectorID, transactionID: request.transactionId,
+                                         samples: samples, source: "StopTransaction", receivedAt: receivedAt, on: connection)
             }
             return outcome
         }
@@ -166,74 +167,48 @@ public struct PostgresCentralSystemStore: CentralSystemStore {
         )
     }
 
-    /// The samples of many MeterValues messages in one INSERT (arrays unnested), committed as one:
-    /// the same rows as `insertSamples` would write message by message. A resent sample is ignored,
-    /// so writing a message again after an unclear failure doubles nothing.
+    /// The readings of many MeterValues messages in one INSERT (arrays unnested), committed as one:
+    /// the same rows as `insertReadings` would write message by message. A resent reading is
+    /// ignored, so writing a message again after an unclear failure doubles nothing.
     package static func insert(_ writes: [MeterValuesWrite], client: PostgresClient, logger: Logger) async throws {
-        let count = writes.reduce(0) { $0 + $1.samples.count }
-        guard count > 0 else { return }
         var chargePoints: [String] = [], connectors: [Int] = [], transactions: [Int] = [], hasTransaction: [Bool] = []
-        var received: [Date] = [], times: [String] = [], values: [String] = [], contexts: [String] = [], formats: [String] = []
-        var measurands: [String] = [], phases: [String] = [], locations: [String] = [], units: [String] = []
-        chargePoints.reserveCapacity(count); connectors.reserveCapacity(count); transactions.reserveCapacity(count)
-        hasTransaction.reserveCapacity(count); received.reserveCapacity(count); times.reserveCapacity(count)
-        values.reserveCapacity(count); contexts.reserveCapacity(count); formats.reserveCapacity(count)
-        measurands.reserveCapacity(count); phases.reserveCapacity(count); locations.reserveCapacity(count); units.reserveCapacity(count)
+        var received: [Date] = [], times: [String] = [], samples: [String] = []
         for write in writes {
-            for sample in write.samples {
+            for reading in MeterReading.group(write.samples) {
                 chargePoints.append(write.chargePointID)
                 connectors.append(write.connectorID)
                 transactions.append(write.transactionID ?? 0)
                 hasTransaction.append(write.transactionID != nil)
                 received.append(write.receivedAt)
-                times.append(OCPP16DateTime.format(sample.sampledAt))
-                values.append(sample.value)
-                contexts.append(sample.context ?? "")
-                formats.append(sample.format ?? "")
-                measurands.append(sample.measurand ?? "")
-                phases.append(sample.phase ?? "")
-                locations.append(sample.location ?? "")
-                units.append(sample.unit ?? "")
+                times.append(OCPP16DateTime.format(reading.sampledAt))
+                samples.append(reading.samplesJSON)
             }
         }
+        guard !samples.isEmpty else { return }
         try await client.query(
             """
-            INSERT INTO meter_values (charge_point_id, connector_id, transaction_id, sampled_at, value, context, format,
-                measurand, phase, location, unit, source, received_at)
-            SELECT cp, cn, CASE WHEN has_tx THEN tx END, t::timestamptz, v, NULLIF(c, ''), NULLIF(f, ''),
-                NULLIF(m, ''), NULLIF(p, ''), NULLIF(l, ''), NULLIF(u, ''), 'MeterValues', r
+            INSERT INTO meter_readings (charge_point_id, connector_id, transaction_id, sampled_at, samples, source, received_at)
+            SELECT cp, cn, CASE WHEN has_tx THEN tx END, t::timestamptz, s::jsonb, 'MeterValues', r
             FROM unnest(\(chargePoints)::text[], \(connectors)::bigint[], \(transactions)::bigint[], \(hasTransaction)::boolean[],
-                \(received)::timestamptz[], \(times)::text[], \(values)::text[], \(contexts)::text[], \(formats)::text[],
-                \(measurands)::text[], \(phases)::text[], \(locations)::text[], \(units)::text[])
-                AS s(cp, cn, tx, has_tx, r, t, v, c, f, m, p, l, u)
+                \(received)::timestamptz[], \(times)::text[], \(samples)::text[])
+                AS s(cp, cn, tx, has_tx, r, t, s)
             ON CONFLICT DO NOTHING
             """,
             logger: logger
         )
     }
 
-    /// All samples of one message in one INSERT (arrays unnested); a resent sample is ignored.
-    private func insertSamples(
+    /// All readings of one message in one INSERT (arrays unnested); a resent reading is ignored.
+    /// Times go as text with milliseconds (`OCPP16DateTime.format`), as before migration 0009.
+    private func insertReadings(
         chargePointID: String, connectorID: Int, transactionID: Int?, samples: [MeterSample], source: String,
         receivedAt: Date, on connection: PostgresConnection?
     ) async throws {
-        // Milliseconds, as ISO8601DateFormatter([.withInternetDateTime, .withFractionalSeconds]) wrote them,
-        // without building an ICU formatter per message (that was 19% of the server's CPU under MeterValues).
-        let times = samples.map { OCPP16DateTime.format($0.sampledAt) }
-        let values = samples.map(\.value)
-        let contexts = samples.map { $0.context ?? "" }
-        let formats = samples.map { $0.format ?? "" }
-        let measurands = samples.map { $0.measurand ?? "" }
-        let phases = samples.map { $0.phase ?? "" }
-        let locations = samples.map { $0.location ?? "" }
-        let units = samples.map { $0.unit ?? "" }
+        let readings = MeterReading.group(samples)
         let query: PostgresQuery = """
-            INSERT INTO meter_values (charge_point_id, connector_id, transaction_id, sampled_at, value, context, format,
-                measurand, phase, location, unit, source, received_at)
-            SELECT \(chargePointID), \(connectorID), \(transactionID), t::timestamptz, v, NULLIF(c, ''), NULLIF(f, ''),
-                NULLIF(m, ''), NULLIF(p, ''), NULLIF(l, ''), NULLIF(u, ''), \(source), \(receivedAt)
-            FROM unnest(\(times)::text[], \(values)::text[], \(contexts)::text[], \(formats)::text[], \(measurands)::text[],
-                \(phases)::text[], \(locations)::text[], \(units)::text[]) AS s(t, v, c, f, m, p, l, u)
+            INSERT INTO meter_readings (charge_point_id, connector_id, transaction_id, sampled_at, samples, source, received_at)
+            SELECT \(chargePointID), \(connectorID), \(transactionID), t::timestamptz, s::jsonb, \(source), \(receivedAt)
+            FROM unnest(\(readings.map { OCPP16DateTime.format($0.sampledAt) })::text[], \(readings.map(\.samplesJSON))::text[]) AS r(t, s)
             ON CONFLICT DO NOTHING
             """
         if let connection {
@@ -247,6 +222,36 @@ public struct PostgresCentralSystemStore: CentralSystemStore {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return String(decoding: try encoder.encode(dictionary), as: UTF8.self)
+    }
+}
+
+/// One row of `meter_readings` (migration 0009): a timestamp and its sampled values, as JSON.
+package struct MeterReading: Equatable {
+    package var sampledAt: Date
+    package var samplesJSON: String
+
+    /// The samples grouped by timestamp (in the order each timestamp first appears), each group's
+    /// sampled values in the order they came.
+    package static func group(_ samples: [MeterSample]) -> [MeterReading] {
+        var order: [Date] = []
+        var byTime: [Date: [JSONValue]] = [:]
+        for sample in samples {
+            if byTime[sample.sampledAt] == nil { order.append(sample.sampledAt) }
+            byTime[sample.sampledAt, default: []].append(json(sample))
+        }
+        return order.map { MeterReading(sampledAt: $0, samplesJSON: JSONValue.array(byTime[$0]!).serialized()) }
+    }
+
+    /// A sampledValue as OCPP writes it: "value" and the optional fields that are set.
+    static func json(_ sample: MeterSample) -> JSONValue {
+        var members: [(String, JSONValue)] = [("value", .string(sample.value))]
+        if let context = sample.context { members.append(("context", .string(context))) }
+        if let format = sample.format { members.append(("format", .string(format))) }
+        if let measurand = sample.measurand { members.append(("measurand", .string(measurand))) }
+        if let phase = sample.phase { members.append(("phase", .string(phase))) }
+        if let location = sample.location { members.append(("location", .string(location))) }
+        if let unit = sample.unit { members.append(("unit", .string(unit))) }
+        return .object(JSONObject(members))
     }
 }
 

@@ -35,7 +35,7 @@ public struct PostgresHistoryStore: HistoryStore {
             WHERE t.meter_stop IS NULL AND m.transaction_id = t.transaction_id
                 AND coalesce(m.measurand, 'Energy.Active.Import.Register') = 'Energy.Active.Import.Register'
                 AND m.value ~ '^ *[0-9]+([.][0-9]+)? *$'
-            ORDER BY m.sampled_at DESC, (m.phase IS NULL) DESC, m.id DESC
+            ORDER BY m.sampled_at DESC, (m.phase IS NULL) DESC, m.reading_id DESC, m.sample_index DESC
             LIMIT 1
         ) r ON true
         """
@@ -136,7 +136,7 @@ public struct PostgresHistoryStore: HistoryStore {
             sql.appendLiteral(" AND coalesce(measurand, 'Energy.Active.Import.Register') = ")
             sql.appendInterpolation(measurand)
         }
-        sql.appendLiteral(" ORDER BY sampled_at, id")
+        sql.appendLiteral(" ORDER BY sampled_at, reading_id, sample_index")
         return PostgresQuery(stringInterpolation: sql)
     }
 

@@ -588,7 +588,7 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
                                   AND coalesce(m.measurand, 'Energy.Active.Import.Register') = 'Energy.Active.Import.Register'
                                   AND m.phase IS NULL AND coalesce(m.format, 'Raw') = 'Raw'
                                   AND m.value ~ '^-?[0-9]+(\\.[0-9]+)?$'
-                                ORDER BY m.sampled_at DESC, m.id DESC LIMIT 1
+                                ORDER BY m.sampled_at DESC, m.reading_id DESC, m.sample_index DESC LIMIT 1
                             ), t.meter_start),
                             stopped_at = \(date), stop_reason = \(reason), received_stop_at = \(date)
                         WHERE t.transaction_id = \(transactionID) AND t.meter_stop IS NULL

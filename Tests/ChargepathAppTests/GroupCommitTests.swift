@@ -300,7 +300,7 @@ import Testing
         }
     }
 
-    /// Holds `LOCK TABLE meter_values IN EXCLUSIVE MODE` in an open transaction (reads go on, every
+    /// Holds `LOCK TABLE meter_readings IN EXCLUSIVE MODE` in an open transaction (reads go on, every
     /// INSERT waits) until `release()`.
     static func lockMeterValues(client: PostgresClient) async throws -> TableLock {
         let lock = TableLock()
@@ -308,7 +308,7 @@ import Testing
         Task {
             try await client.withConnection { connection in
                 try await connection.query("BEGIN", logger: TestDatabase.logger)
-                try await connection.query("LOCK TABLE meter_values IN EXCLUSIVE MODE", logger: TestDatabase.logger)
+                try await connection.query("LOCK TABLE meter_readings IN EXCLUSIVE MODE", logger: TestDatabase.logger)
                 await locked.open()
                 await lock.released.wait()
                 try await connection.query("COMMIT", logger: TestDatabase.logger)
@@ -318,22 +318,20 @@ import Testing
         return lock
     }
 
-    /// Inserts, in a transaction left open until `release()`, a row with the key of the first value
-    /// of `samples(message: 0)` (connector 1, transaction 1) for each charge point.
+    /// Inserts, in a transaction left open until `release()`, the reading of `samples(message: 0)`
+    /// (connector 1, transaction 1) for each charge point: the same key as that message's.
     static func holdRows(client: PostgresClient, chargePoints: [String]) async throws -> TableLock {
         let lock = TableLock()
         let held = Latch()
-        let first = samples(message: 0)[0]
+        let reading = MeterReading.group(samples(message: 0))[0]
         Task {
             try await client.withConnection { connection in
                 try await connection.query("BEGIN", logger: TestDatabase.logger)
                 for id in chargePoints {
                     try await connection.query(
                         """
-                        INSERT INTO meter_values (charge_point_id, connector_id, transaction_id, sampled_at, value, context,
-                            measurand, unit, source, received_at)
-                        VALUES (\(id), 1, 1, '2026-11-25T12:00:00.123Z'::timestamptz, \(first.value), \(first.context), \(first.measurand), \(first.unit),
-                            'MeterValues', now())
+                        INSERT INTO meter_readings (charge_point_id, connector_id, transaction_id, sampled_at, samples, source, received_at)
+                        VALUES (\(id), 1, 1, '2026-11-25T12:00:00.123Z'::timestamptz, \(reading.samplesJSON)::jsonb, 'MeterValues', now())
                         """,
                         logger: TestDatabase.logger
                     )

@@ -206,7 +206,7 @@ import Darwin
         for try await (source, value, measurand, unit, context, format, phase, location, connector, sampledAt) in try await client.query("""
             SELECT source::text, value, measurand::text, unit::text, context::text, format::text, phase::text, location::text,
                    connector_id::int8, sampled_at
-            FROM meter_values WHERE charge_point_id = \(id) AND transaction_id = \(transactionID) ORDER BY id
+            FROM meter_values WHERE charge_point_id = \(id) AND transaction_id = \(transactionID) ORDER BY reading_id, sample_index
             """, logger: TestDatabase.logger
         ).decode((String, String, String?, String?, String?, String?, String?, String?, Int, Date).self) {
             rows.append(Row(source: source, value: value, measurand: measurand, unit: unit, context: context, format: format, phase: phase, location: location, connector: connector))

@@ -47,6 +47,46 @@ import Testing
         }
     }
 
+    /// Migration 0009 moves the sampled values of a database in use into one row per reading: every
+    /// value must still be there, the same, in the order it was stored.
+    @Test func upgradingToMeterReadingsKeepsEveryStoredValueInItsOrder() async throws {
+        let database = try await TestDatabase.shared.freshDatabase()
+        try await TestDatabase.withClient(database) { client in
+            try await MigrationRunner(migrations: Array(Migration.embedded.prefix(8))).run(on: client, logger: TestDatabase.logger)
+            try await client.query("""
+                INSERT INTO meter_values (charge_point_id, connector_id, transaction_id, sampled_at, value, context, format,
+                    measurand, phase, location, unit, source, received_at) VALUES
+                ('CP-1', 1, 7, '2026-11-25T12:00:00Z', '1000', 'Sample.Periodic', NULL, 'Energy.Active.Import.Register', NULL, NULL, 'Wh', 'MeterValues', '2026-11-25T12:00:01Z'),
+                ('CP-1', 1, 7, '2026-11-25T12:00:00Z', '230.1', NULL, 'Raw', 'Voltage', 'L1', 'Outlet', 'V', 'MeterValues', '2026-11-25T12:00:01Z'),
+                ('CP-2', 2, NULL, '2026-11-25T12:00:00Z', '5', NULL, NULL, 'Current.Import', NULL, NULL, 'A', 'MeterValues', '2026-11-25T12:00:02Z'),
+                ('CP-1', 1, 7, '2026-11-25T12:01:00Z', '1010', NULL, NULL, NULL, NULL, NULL, NULL, 'MeterValues', '2026-11-25T12:01:01Z'),
+                ('CP-1', 1, 7, '2026-11-25T12:00:00Z', '7400', NULL, NULL, 'Power.Active.Import', NULL, NULL, 'W', 'MeterValues', '2026-11-25T12:00:01Z'),
+                ('CP-1', 1, 7, '2026-11-25T12:01:30Z', '1015', NULL, NULL, NULL, NULL, NULL, 'Wh', 'StopTransaction', '2026-11-25T12:01:31Z')
+                """, logger: TestDatabase.logger)
+            func values(orderedBy order: String) async throws -> [String] {
+                var found: [String] = []
+                let rows = try await client.query(PostgresQuery(unsafeSQL: """
+                    SELECT concat_ws('|', charge_point_id, connector_id, coalesce(transaction_id::text, '-'), sampled_at, value,
+                        coalesce(context, '-'), coalesce(format, '-'), coalesce(measurand, '-'), coalesce(phase, '-'),
+                        coalesce(location, '-'), coalesce(unit, '-'), source, received_at)
+                    FROM meter_values ORDER BY \(order)
+                    """), logger: TestDatabase.logger)
+                for try await row in rows.decode(String.self) { found.append(row) }
+                return found
+            }
+            // Stored order, with the values of one reading together (as they arrived, in one message).
+            let before = try await values(orderedBy: "(charge_point_id, connector_id, transaction_id, sampled_at, source, received_at), id")
+            #expect(before.count == 6)
+            try await MigrationRunner().run(on: client, logger: TestDatabase.logger)
+            #expect(try await values(orderedBy: "(charge_point_id, connector_id, transaction_id, sampled_at, source, received_at), reading_id, sample_index") == before)
+            var readings = -1
+            for try await n in try await client.query("SELECT count(*)::int FROM meter_readings", logger: TestDatabase.logger).decode(Int.self) {
+                readings = n
+            }
+            #expect(readings == 4)
+        }
+    }
+
     @Test func theSweeperRemovesRowsOfDeadNodesAndExpiredRows() async throws {
         try await TestServer.with { server in
             try await TestDatabase.withClient(server.database) { client in
