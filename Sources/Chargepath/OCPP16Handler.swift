@@ -51,6 +51,13 @@ public struct OCPP16Handler: Sendable {
         self.now = now
     }
 
+    /// Whether answering `action` in `state` is computation only, with no storage to wait for: a
+    /// Heartbeat of an accepted charger (its sign of life is written in batches elsewhere). Such a
+    /// CALL cannot hang, so the session answers it without a deadline around it.
+    public static func answersWithoutStorage(_ action: String, state: OCPP16SessionState) -> Bool {
+        action == OCPP16Action.heartbeat.rawValue && state.isAccepted
+    }
+
     /// Answers one CALL whose payload already passed schema validation.
     public func handle(action: OCPP16Action, payload: JSONValue, state: inout OCPP16SessionState) async throws -> JSONValue {
         let chargePoint = state.chargePointID

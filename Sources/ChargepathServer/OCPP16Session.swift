@@ -150,9 +150,11 @@ final class OCPP16Session: ChargerSession {
         // InternalError in time, and the connection goes on reading.
         let reply: String
         do {
-            let answered = try await withTimeLimit(configuration.handlerTimeout) { [self] in
-                await self.respond(id: id, action: action, payload: payload, state: current)
-            }
+            let answered = OCPP16Handler.answersWithoutStorage(action, state: current)
+                ? await respond(id: id, action: action, payload: payload, state: current)
+                : try await withTimeLimit(configuration.handlerTimeout) { [self] in
+                    await self.respond(id: id, action: action, payload: payload, state: current)
+                }
             reply = answered.reply
             loop.withLock {
                 $0.session = answered.state
@@ -171,9 +173,8 @@ final class OCPP16Session: ChargerSession {
     /// Workflows waiting for the message hear of it once it is stored, before the charger is
     /// answered: a crash in between makes the charger send it again (handled once, heard at least once).
     private func respond(id: String, action: String, payload: JSONValue, state: OCPP16SessionState) async -> (reply: String, state: OCPP16SessionState) {
-        var logger = self.logger
-        logger[metadataKey: "ocpp.action"] = "\(action)"
-        logger[metadataKey: "ocpp.message_id"] = "\(id)"
+        // The CALL's fields go into each log line's metadata, not into a copy of the logger: setting
+        // a logger's metadata costs every message (StreamLogHandler formats it again each time).
         guard let known = OCPP16Action(rawValue: action) else {
             return (Self.error(id, .notImplemented, "Unknown action '\(action.prefix(60))' for OCPP 1.6.").encode(), state)
         }
@@ -182,7 +183,9 @@ final class OCPP16Session: ChargerSession {
         }
         if let violations = OCPP16RequestSchemas.byAction[action]?.validate(payload), !violations.isEmpty {
             let code = violations.errorCode(for: .ocpp16) ?? .formationViolation
-            logger.info("Rejected a CALL that violates its schema", metadata: ["ocpp.error_code": "\(code.wireName(for: .ocpp16))"])
+            logger.info("Rejected a CALL that violates its schema", metadata: [
+                "ocpp.action": "\(action)", "ocpp.message_id": "\(id)", "ocpp.error_code": "\(code.wireName(for: .ocpp16))",
+            ])
             return (Self.error(id, code, violations.summary()).encode(), state)
         }
         var updated = state
@@ -192,7 +195,9 @@ final class OCPP16Session: ChargerSession {
         } catch let error as OCPPCallError {
             return (Self.error(id, error.code, error.message).encode(), state)
         } catch {
-            logger.error("Could not handle a CALL; answering InternalError", metadata: ["error": "\(String(reflecting: error))"])
+            logger.error("Could not handle a CALL; answering InternalError", metadata: [
+                "ocpp.action": "\(action)", "ocpp.message_id": "\(id)", "error": "\(String(reflecting: error))",
+            ])
             return (Self.error(id, .internalError, "The central system could not store this message right now; send it again later.").encode(), state)
         }
         if let workflows, Self.actionsWorkflowsWaitFor.contains(action) {
