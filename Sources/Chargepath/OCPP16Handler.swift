@@ -100,11 +100,13 @@ public struct OCPP16Handler: Sendable {
             return try encode(StartTransactionResponse(idTagInfo: started.idTagInfo, transactionId: started.transactionID))
 
         case .meterValues:
-            let request = try decode(MeterValuesRequest.self, payload)
-            let samples = request.meterValue.flatMap { MeterSample.all(at: $0.timestamp, $0.sampledValue) }
+            let request = try Self.meterValues(payload) ?? {
+                let request = try decode(MeterValuesRequest.self, payload)
+                return (request.connectorId, request.transactionId, request.meterValue.flatMap { MeterSample.all(at: $0.timestamp, $0.sampledValue) })
+            }()
             try await store.recordMeterValues(
-                chargePointID: chargePoint, connectorID: request.connectorId, transactionID: request.transactionId,
-                samples: samples, receivedAt: received
+                chargePointID: chargePoint, connectorID: request.connectorID, transactionID: request.transactionID,
+                samples: request.samples, receivedAt: received
             )
             return try encode(MeterValuesResponse())
 
@@ -153,6 +155,41 @@ public struct OCPP16Handler: Sendable {
 
     private func record(_ action: OCPP16Action, _ payload: JSONValue, _ chargePoint: String, _ at: Date) async throws {
         try await store.recordMessage(chargePointID: chargePoint, action: action.rawValue, payload: payload.serialized(), receivedAt: at)
+    }
+
+    /// A MeterValues request read straight from its payload (already valid against the schema):
+    /// what decoding `MeterValuesRequest` gives, without Codable's generic machinery, which took 9%
+    /// of the server's CPU under a fleet's MeterValues. nil for anything it does not expect (a
+    /// timestamp it cannot read, say): the caller decodes with Codable then, for the same error.
+    package static func meterValues(_ payload: JSONValue) -> (connectorID: Int, transactionID: Int?, samples: [MeterSample])? {
+        guard let connector = payload["connectorId"]?.int64Value, let readings = payload["meterValue"]?.arrayValue else { return nil }
+        var transactionID: Int?
+        if let transaction = payload["transactionId"], !transaction.isNull {
+            guard let id = transaction.int64Value else { return nil }
+            transactionID = Int(id)
+        }
+        var samples: [MeterSample] = []
+        samples.reserveCapacity(readings.count * 4)
+        for reading in readings {
+            guard let text = reading["timestamp"]?.stringValue, let timestamp = OCPP16DateTime.parse(text),
+                let values = reading["sampledValue"]?.arrayValue
+            else { return nil }
+            for value in values {
+                guard let object = value.objectValue, let number = object["value"]?.stringValue else { return nil }
+                func field(_ key: String) -> String?? {
+                    guard let member = object[key], !member.isNull else { return .some(nil) }
+                    return member.stringValue.map { .some($0) } ?? nil
+                }
+                guard let context = field("context"), let format = field("format"), let measurand = field("measurand"),
+                    let phase = field("phase"), let location = field("location"), let unit = field("unit")
+                else { return nil }
+                samples.append(MeterSample(
+                    sampledAt: timestamp, value: number, context: context, format: format, measurand: measurand,
+                    phase: phase, location: location, unit: unit
+                ))
+            }
+        }
+        return (Int(connector), transactionID, samples)
     }
 
     private func decode<T: Decodable>(_ type: T.Type, _ payload: JSONValue) throws -> T {

@@ -1,0 +1,45 @@
+import Chargepath
+import Foundation
+import OCPP16
+import OCPPCore
+import Testing
+
+/// MeterValues are read straight from the payload (`OCPP16Handler.meterValues`), not through
+/// Codable: it must give exactly what decoding `MeterValuesRequest` gives, or defer to it.
+@Suite struct MeterValuesReadingTests {
+    static func viaCodable(_ payload: JSONValue) throws -> (Int, Int?, [MeterSample]) {
+        let request = try payload.decode(MeterValuesRequest.self, using: OCPP16Coding.valueDecoder)
+        let samples = request.meterValue.flatMap { reading in
+            reading.sampledValue.map {
+                MeterSample(sampledAt: reading.timestamp, value: $0.value, context: $0.context?.rawValue, format: $0.format?.rawValue,
+                            measurand: $0.measurand?.rawValue, phase: $0.phase?.rawValue, location: $0.location?.rawValue,
+                            unit: $0.unit?.rawValue)
+            }
+        }
+        return (request.connectorId, request.transactionId, samples)
+    }
+
+    @Test(arguments: [
+        // A charger in a session (what the simulator sends).
+        #"{"connectorId":1,"transactionId":4,"meterValue":[{"timestamp":"2026-11-25T21:05:43.740Z","sampledValue":[{"value":"4054865","context":"Sample.Periodic","format":"Raw","measurand":"Energy.Active.Import.Register","location":"Outlet","unit":"Wh"},{"value":"10398.5","context":"Sample.Periodic","measurand":"Power.Active.Import","unit":"W"},{"value":"34.6","measurand":"SoC","location":"EV","unit":"Percent"}]}]}"#,
+        // No transaction, two readings, bare values.
+        #"{"connectorId":0,"meterValue":[{"timestamp":"2026-11-25T12:00:00Z","sampledValue":[{"value":"1"}]},{"timestamp":"2026-11-25T12:15:00Z","sampledValue":[{"value":"2"},{"value":"3","phase":"L2-N"}]}]}"#,
+        // An offset and fractional seconds; signed data.
+        #"{"connectorId":2,"transactionId":77,"meterValue":[{"timestamp":"2026-11-25T14:00:00.123+02:00","sampledValue":[{"value":"AB12","format":"SignedData","context":"Transaction.End","measurand":"Energy.Active.Import.Register","phase":"L1","location":"Cable","unit":"kWh"}]}]}"#,
+    ])
+    func theSameAsCodable(_ text: String) throws {
+        let payload = try JSONValue.parse(text)
+        let fast = try #require(OCPP16Handler.meterValues(payload))
+        let codable = try Self.viaCodable(payload)
+        #expect(fast.connectorID == codable.0)
+        #expect(fast.transactionID == codable.1)
+        #expect(fast.samples == codable.2)
+        #expect(!fast.samples.isEmpty)
+    }
+
+    @Test func anUnreadableTimestampIsLeftToCodableAndItsError() throws {
+        let payload = try JSONValue.parse(#"{"connectorId":1,"meterValue":[{"timestamp":"yesterday","sampledValue":[{"value":"1"}]}]}"#)
+        #expect(OCPP16Handler.meterValues(payload) == nil)
+        #expect(throws: (any Error).self) { try Self.viaCodable(payload) }
+    }
+}
