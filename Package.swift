@@ -31,6 +31,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-crypto.git", "3.9.0" ..< "5.0.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
+        // Already in the graph (SwiftNIO's Deque); Chargepath's deadlines use its Heap.
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
         // The in-test central system that the simulator tests talk to, and the benchmark's echo server.
         .package(url: "https://github.com/hummingbird-project/hummingbird-websocket.git", from: "2.8.1"),
     ],
@@ -60,6 +62,7 @@ let package = Package(
             dependencies: [
                 "OCPPCore", "OCPP16",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "HeapModule", package: "swift-collections"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -1,3 +1,4 @@
+import Chargepath
 import ChargepathPostgres
 import Foundation
 import Testing
@@ -5,8 +6,10 @@ import Testing
 /// The embedded cluster's life around `chargepath serve` restarts: each server process starts
 /// (or adopts) the cluster and leaves a watchdog that stops it when that process is gone.
 @Suite(.timeLimit(.minutes(3))) struct EmbeddedPostgresTests {
+    /// Whether the cluster answers a query. Bounded: a connection the cluster ends while it shuts
+    /// down can leave PostgresNIO's connect or close waiting for good (a full test run hung so).
     static func answers(_ endpoint: DatabaseEndpoint) async -> Bool {
-        (try? await TestDatabase.execute("SELECT 1", on: endpoint)) != nil
+        (try? await withTimeLimit(.seconds(5)) { try await TestDatabase.execute("SELECT 1", on: endpoint) }) != nil
     }
 
     /// A server stopped and started again at once (a service manager's restart): the old

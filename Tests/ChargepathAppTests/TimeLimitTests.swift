@@ -57,5 +57,23 @@ import Testing
         #expect(sweeper.pendingCount == 0)
     }
 
+    /// Every answered CALL removes its deadline long before it is due: those must not pile up in
+    /// the sweeper's heap (at 6,000 CALLs/s with 30 s limits that would be 180,000 dead slots).
+    @Test func removedDeadlinesDoNotPileUpAndTheRestStillFire() async throws {
+        let sweeper = DeadlineSweeper(granularity: .milliseconds(10))
+        let fired = Mutex(0)
+        _ = sweeper.add(deadline: .now + .milliseconds(100)) { fired.withLock { $0 += 1 } }
+        for _ in 0..<10_000 {
+            let id = sweeper.add(deadline: .now + .seconds(60)) { fired.withLock { $0 += 1 } }
+            sweeper.remove(id)
+        }
+        #expect(sweeper.pendingCount == 1)
+        #expect(sweeper.slotCount <= 2 * 1 + 64 + 1)
+        try await eventually(timeout: .seconds(30), "the one left fires") { fired.withLock { $0 } == 1 }
+        #expect(sweeper.pendingCount == 0)
+        try await Task.sleep(for: .milliseconds(50))
+        #expect(fired.withLock { $0 } == 1)
+    }
+
     struct ErrorInOperation: Error {}
 }
