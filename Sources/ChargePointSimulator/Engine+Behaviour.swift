@@ -76,7 +76,8 @@ extension ChargePointEngine {
             case .meterValues(let localID, var request):
                 guard let id = serverTransactionIDs[localID] else { break }
                 request.transactionId = id
-                _ = try await call(request)
+                // The answer is an empty object: nothing to decode.
+                _ = try await call(action: MeterValuesRequest.action, payload: request.payload)
             case .stop(let localID, var request):
                 guard let id = serverTransactionIDs[localID] else { break }
                 request.transactionId = id
