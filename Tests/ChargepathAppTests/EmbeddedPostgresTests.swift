@@ -43,6 +43,9 @@ import Testing
             try await eventually(timeout: .seconds(20), "the cluster stops after the process that started it exits") {
                 await !Self.answers(endpoint)
             }
+            // Stopped for good (it refuses connections a moment before its last files are written).
+            let pidFile = directory.appendingPathComponent("postgres/postmaster.pid").path
+            try await eventually(timeout: .seconds(20), "the postmaster exits") { !FileManager.default.fileExists(atPath: pidFile) }
         } catch {
             try? await second.stop()
             try? FileManager.default.removeItem(at: directory)
