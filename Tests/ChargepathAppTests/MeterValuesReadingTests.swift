@@ -4,8 +4,9 @@ import OCPP16
 import OCPPCore
 import Testing
 
-/// MeterValues are read straight from the payload (`OCPP16Handler.meterValues`), not through
-/// Codable: it must give exactly what decoding `MeterValuesRequest` gives, or defer to it.
+/// MeterValues are read straight from the payload (`OCPP16Handler.meterValues`), and Heartbeat
+/// answered with a payload built directly, not through Codable: each must give exactly what
+/// Codable gives (or, for an unreadable MeterValues, defer to it).
 @Suite struct MeterValuesReadingTests {
     static func viaCodable(_ payload: JSONValue) throws -> (Int, Int?, [MeterSample]) {
         let request = try payload.decode(MeterValuesRequest.self, using: OCPP16Coding.valueDecoder)
@@ -35,6 +36,14 @@ import Testing
         #expect(fast.transactionID == codable.1)
         #expect(fast.samples == codable.2)
         #expect(!fast.samples.isEmpty)
+    }
+
+    @Test func theHeartbeatAnswerIsWhatCodableWrites() throws {
+        for date in [Date(timeIntervalSince1970: 1_795_608_000.123), Date(timeIntervalSince1970: 0), Date()] {
+            let codable = try JSONValue(encoding: HeartbeatResponse(currentTime: date), using: OCPP16Coding.valueEncoder)
+            #expect(OCPP16Handler.heartbeatResponse(at: date) == codable)
+            #expect(OCPP16Handler.heartbeatResponse(at: date).serialized() == codable.serialized())
+        }
     }
 
     @Test func anUnreadableTimestampIsLeftToCodableAndItsError() throws {
