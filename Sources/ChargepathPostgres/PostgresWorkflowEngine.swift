@@ -218,15 +218,9 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
     }
 
     /// The running executions waiting for each probe's charger and action, in the probes' order.
+    /// One statement for one probe (a quiet system) or many.
     package static func waitingExecutions(_ probes: [WaitProbe], client: PostgresClient, logger: Logger) async throws -> [[WaitingExecution]] {
-        if probes.count == 1 {
-            let rows = try await client.execute(
-                WaitingExecutionsStatement(chargePointID: probes[0].chargePointID, action: probes[0].action), logger: logger)
-            var found: [WaitingExecution] = []
-            for try await (id, waitingFor) in rows { found.append(WaitingExecution(id: id, waitingFor: waitingFor)) }
-            return [found]
-        }
-        let rows = try await client.execute(BatchWaitingExecutionsStatement(probes: probes), logger: logger)
+        let rows = try await client.execute(WaitingExecutionsStatement(probes: probes), logger: logger)
         var found = Array(repeating: [WaitingExecution](), count: probes.count)
         for try await (index, id, waitingFor) in rows {
             found[index - 1].append(WaitingExecution(id: id, waitingFor: waitingFor))

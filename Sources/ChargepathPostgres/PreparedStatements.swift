@@ -20,29 +20,6 @@ extension PostgresClient {
     }
 }
 
-/// The running workflow executions waiting for a charger's message of one action (migration 0008),
-/// with their filters (`PostgresWorkflowEngine.chargerMessage`).
-struct WaitingExecutionsStatement: PostgresPreparedStatement {
-    static let sql = """
-        SELECT e.id, e.waiting_for::text FROM workflow_waits w JOIN workflow_executions e ON e.id = w.execution_id
-        WHERE w.charge_point_id = $1 AND w.action = $2 AND e.status = 'RUNNING'
-        """
-    static let bindingDataTypes: [PostgresDataType] = [.text, .text]
-    typealias Row = (String, String)
-
-    var chargePointID: String
-    var action: String
-
-    func makeBindings() throws -> PostgresBindings {
-        var bindings = PostgresBindings(capacity: 2)
-        bindings.append(chargePointID)
-        bindings.append(action)
-        return bindings
-    }
-
-    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
-}
-
 /// One charger message's wake-up probe: its charger and action.
 package struct WaitProbe: Sendable {
     package var chargePointID: String
@@ -60,8 +37,10 @@ package struct WaitingExecution: Sendable, Equatable {
     package var waitingFor: String
 }
 
-/// Many wake-up probes in one statement: each row names its probe by position (from 1).
-struct BatchWaitingExecutionsStatement: PostgresPreparedStatement {
+/// The running workflow executions waiting for charger messages (migration 0008), for one probe or
+/// many in one statement (`PostgresWorkflowEngine.chargerMessage`): each row names its probe by
+/// position (from 1).
+struct WaitingExecutionsStatement: PostgresPreparedStatement {
     static let sql = """
         SELECT p.n::bigint, e.id, e.waiting_for::text
         FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS p(charge_point_id, action, n)
