@@ -150,8 +150,11 @@ public struct PostgresCentralSystemStore: CentralSystemStore {
                 )
             }
             if !samples.isEmpty {
-                try await insertReadings(chargePointID: chargePointID, connectorID: connectorID, transactionID: request.transactionId,
-                                         samples: samples, source: "StopTransaction", receivedAt: receivedAt, on: connection)
+                let write = MeterValuesWrite(chargePointID: chargePointID, connectorID: connectorID, transactionID: request.transactionId,
+                                             samples: samples, receivedAt: receivedAt)
+                if let query = Self.readingsInsert([write], source: "StopTransaction") {
+                    try await connection.query(query, logger: logger)
+                }
             }
             return outcome
         }
@@ -167,10 +170,17 @@ public struct PostgresCentralSystemStore: CentralSystemStore {
         )
     }
 
-    /// The readings of many MeterValues messages in one INSERT (arrays unnested), committed as one:
-    /// the same rows as `insertReadings` would write message by message. A resent reading is
-    /// ignored, so writing a message again after an unclear failure doubles nothing.
+    /// The readings of many MeterValues messages in one INSERT, committed as one. A resent reading
+    /// is ignored, so writing a message again after an unclear failure doubles nothing.
     package static func insert(_ writes: [MeterValuesWrite], client: PostgresClient, logger: Logger) async throws {
+        guard let query = readingsInsert(writes, source: "MeterValues") else { return }
+        try await client.query(query, logger: logger)
+    }
+
+    /// One INSERT of every reading of `writes` (arrays unnested), nil when there is none; a resent
+    /// reading is ignored. Times go as text with milliseconds (`OCPP16DateTime.format`), as before
+    /// migration 0009.
+    static func readingsInsert(_ writes: [MeterValuesWrite], source: String) -> PostgresQuery? {
         var chargePoints: [String] = [], connectors: [Int] = [], transactions: [Int] = [], hasTransaction: [Bool] = []
         var received: [Date] = [], times: [String] = [], samples: [String] = []
         for write in writes {
@@ -184,38 +194,15 @@ public struct PostgresCentralSystemStore: CentralSystemStore {
                 samples.append(reading.samplesJSON)
             }
         }
-        guard !samples.isEmpty else { return }
-        try await client.query(
-            """
+        guard !samples.isEmpty else { return nil }
+        return """
             INSERT INTO meter_readings (charge_point_id, connector_id, transaction_id, sampled_at, samples, source, received_at)
-            SELECT cp, cn, CASE WHEN has_tx THEN tx END, t::timestamptz, s::jsonb, 'MeterValues', r
+            SELECT cp, cn, CASE WHEN has_tx THEN tx END, t::timestamptz, s::jsonb, \(source), r
             FROM unnest(\(chargePoints)::text[], \(connectors)::bigint[], \(transactions)::bigint[], \(hasTransaction)::boolean[],
                 \(received)::timestamptz[], \(times)::text[], \(samples)::text[])
                 AS s(cp, cn, tx, has_tx, r, t, s)
             ON CONFLICT DO NOTHING
-            """,
-            logger: logger
-        )
-    }
-
-    /// All readings of one message in one INSERT (arrays unnested); a resent reading is ignored.
-    /// Times go as text with milliseconds (`OCPP16DateTime.format`), as before migration 0009.
-    private func insertReadings(
-        chargePointID: String, connectorID: Int, transactionID: Int?, samples: [MeterSample], source: String,
-        receivedAt: Date, on connection: PostgresConnection?
-    ) async throws {
-        let readings = MeterReading.group(samples)
-        let query: PostgresQuery = """
-            INSERT INTO meter_readings (charge_point_id, connector_id, transaction_id, sampled_at, samples, source, received_at)
-            SELECT \(chargePointID), \(connectorID), \(transactionID), t::timestamptz, s::jsonb, \(source), \(receivedAt)
-            FROM unnest(\(readings.map { OCPP16DateTime.format($0.sampledAt) })::text[], \(readings.map(\.samplesJSON))::text[]) AS r(t, s)
-            ON CONFLICT DO NOTHING
             """
-        if let connection {
-            try await connection.query(query, logger: logger)
-        } else {
-            try await client.query(query, logger: logger)
-        }
     }
 
     static func json(_ dictionary: [String: String]) throws -> String {
@@ -255,7 +242,7 @@ package struct MeterReading: Equatable {
     }
 }
 
-/// One MeterValues message's samples, waiting for a group commit.
+/// One message's samples (a MeterValues waiting for a group commit, or StopTransaction's transactionData).
 package struct MeterValuesWrite: Sendable {
     package var chargePointID: String
     package var connectorID: Int
