@@ -14,8 +14,8 @@ public enum ChargerGateway {
                 handshake: ChargerHandshake(configuration: configuration.handshake),
                 admission: admission,
                 configuration: configuration,
-                session: { upgrade, inbound, outbound, logger in
-                    try await sessions.run(upgrade: upgrade, inbound: inbound, outbound: outbound, logger: logger)
+                session: { upgrade, socket, logger in
+                    await sessions.serve(upgrade: upgrade, socket: socket, logger: logger)
                 }
             )
         }

@@ -7,7 +7,6 @@ import NIOHTTP1
 import NIOHTTPTypes
 import NIOHTTPTypesHTTP1
 import NIOWebSocket
-@_spi(WSInternal) import WSCore
 
 /// What the gateway learned from an upgrade request it accepted.
 public struct ChargerUpgrade: Sendable {
@@ -27,10 +26,11 @@ public struct ChargerUpgrade: Sendable {
 /// to this port deserves `426 Upgrade Required`, so this channel keeps the refusal and writes it.
 /// The shape follows `HTTP1WebSocketUpgradeChannel` (hummingbird-websocket) closely.
 struct ChargerGatewayChannel: ServerChildChannel, HTTPChannelHandler {
-    typealias SessionHandler = @Sendable (ChargerUpgrade, WebSocketInboundStream, WebSocketOutboundWriter, Logger) async throws -> Void
+    typealias SessionHandler = @Sendable (ChargerUpgrade, ChargerSocket, Logger) async -> Void
 
     enum UpgradeResult: Sendable {
-        case websocket(NIOAsyncChannel<WebSocketFrame, WebSocketFrame>, ChargerUpgrade)
+        /// The socket, what the upgrade learned, and a logger carrying the charger's identity.
+        case websocket(ChargerSocket, ChargerUpgrade, Logger)
         case notUpgraded(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>)
         case refused(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>, ChargerHandshake.Refusal)
     }
@@ -38,10 +38,6 @@ struct ChargerGatewayChannel: ServerChildChannel, HTTPChannelHandler {
     struct Value: ServerChildChannelValue {
         let upgradeResult: EventLoopFuture<UpgradeResult>
         let channel: any Channel
-    }
-
-    struct Context: WebSocketContext {
-        let logger: Logger
     }
 
     let responder: HTTPChannelHandler.Responder
@@ -55,6 +51,11 @@ struct ChargerGatewayChannel: ServerChildChannel, HTTPChannelHandler {
             let refusal = NIOLoopBoundBox<ChargerHandshake.Refusal?>(nil, eventLoop: channel.eventLoop)
             let handshake = self.handshake
             let admission = self.admission
+            let socketConfiguration = ChargerSocketHandler.Configuration(
+                state: .init(maxMessageSize: self.configuration.maxMessageSize),
+                pingInterval: self.configuration.pingInterval,
+                closeTimeout: self.configuration.closeTimeout
+            )
             let upgrader = NIOTypedWebSocketServerUpgrader<UpgradeResult>(
                 maxFrameSize: self.configuration.maxMessageSize,
                 enableAutomaticErrorHandling: true,
@@ -96,11 +97,12 @@ struct ChargerGatewayChannel: ServerChildChannel, HTTPChannelHandler {
                             headers: ConnectionRecord.storableHeaders(head.headers.map { (name: $0.name, value: $0.value) }),
                             remoteAddress: channel.remoteAddress?.ipAddress
                         )
-                        let asyncChannel = try NIOAsyncChannel<WebSocketFrame, WebSocketFrame>(
-                            wrappingChannelSynchronously: channel,
-                            configuration: .init(isOutboundHalfClosureEnabled: true)
-                        )
-                        return UpgradeResult.websocket(asyncChannel, upgrade)
+                        var logger = logger
+                        logger[metadataKey: "ocpp.charge_point"] = "\(upgrade.accepted.identity)"
+                        logger[metadataKey: "ocpp.connection_id"] = "\(upgrade.connectionID)"
+                        let handler = ChargerSocketHandler(configuration: socketConfiguration, logger: logger)
+                        try channel.pipeline.syncOperations.addHandler(handler)
+                        return UpgradeResult.websocket(ChargerSocket(channel: channel, handler: handler), upgrade, logger)
                     }
                 }
             )
@@ -139,31 +141,13 @@ struct ChargerGatewayChannel: ServerChildChannel, HTTPChannelHandler {
                     metadata: ["http.status": "\(reason.status)", "reason": "\(reason.message)"]
                 )
                 await Self.writeRefusal(reason, to: http, logger: logger)
-            case .websocket(let asyncChannel, let upgrade):
-                let configuration = self.configuration
-                let session = self.session
-                var logger = logger
-                logger[metadataKey: "ocpp.charge_point"] = "\(upgrade.accepted.identity)"
-                logger[metadataKey: "ocpp.connection_id"] = "\(upgrade.connectionID)"
-                let closeFrame = try await WebSocketHandler.handle(
-                    type: .server,
-                    configuration: .init(
-                        extensions: [],
-                        autoPing: configuration.pingInterval.map { .enabled(timePeriod: $0) } ?? .disabled,
-                        closeTimeout: configuration.closeTimeout,
-                        validateUTF8: true,
-                        maxFrameSize: configuration.maxMessageSize
-                    ),
-                    asyncChannel: asyncChannel,
-                    context: Context(logger: logger),
-                    handler: { inbound, outbound, context in
-                        try await session(upgrade, inbound, outbound, context.logger)
-                    }
-                )
+            case .websocket(let socket, let upgrade, let logger):
+                await session(upgrade, socket, logger)
+                let closeCode = await socket.closeCode()
                 logger.info(
                     "Charger disconnected",
                     metadata: [
-                        "ws.close_code": "\(closeFrame.map { "\($0.closeCode)" } ?? "none (no close frame)")",
+                        "ws.close_code": "\(closeCode.map { "\($0)" } ?? "none (no close frame)")",
                         "net.peer": "\(upgrade.remoteAddress ?? "unknown")",
                     ]
                 )

@@ -1,5 +1,5 @@
 import NIOWebSocket
-public import WSCore
+import ServiceLifecycle
 public import OCPPCore
 public import ChargepathWorkflows
 public import Chargepath
@@ -18,7 +18,7 @@ public protocol ChargerSession: AnyObject, Sendable {
 
 /// Makes the session for each new connection.
 public protocol ChargerSessionFactory: Sendable {
-    func makeSession(chargePointID: ChargePointIdentity, version: OCPPVersion, writer: WebSocketOutboundWriter, logger: Logger) -> any ChargerSession
+    func makeSession(chargePointID: ChargePointIdentity, version: OCPPVersion, socket: ChargerSocket, logger: Logger) -> any ChargerSession
 }
 
 /// The life of one charger socket: record it, register it, read it, forget it.
@@ -45,7 +45,9 @@ public struct ChargerSessions: Sendable {
         self.now = now
     }
 
-    func run(upgrade: ChargerUpgrade, inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, logger: Logger) async throws {
+    /// Serves one upgraded socket until it closes: records it, registers it, hands its messages
+    /// to its session, and forgets it. On graceful shutdown the charger gets a close frame (1001).
+    func serve(upgrade: ChargerUpgrade, socket: ChargerSocket, logger: Logger) async {
         let connectedAt = now()
         let record = ConnectionRecord(
             connectionID: upgrade.connectionID,
@@ -67,18 +69,19 @@ public struct ChargerSessions: Sendable {
         } catch {
             // A charger we cannot record is not accepted: it will retry, as chargers do.
             logger.error("Could not record a charger connection; closing it", metadata: ["error": "\(error)"])
-            try? await outbound.close(.unexpectedServerError, reason: "Central system storage unavailable; reconnect later")
+            socket.close(.unexpectedServerError, reason: "Central system storage unavailable; reconnect later")
+            await socket.closed()
             return
         }
         let session = sessions.makeSession(
-            chargePointID: upgrade.accepted.identity, version: upgrade.accepted.version, writer: outbound, logger: logger
+            chargePointID: upgrade.accepted.identity, version: upgrade.accepted.version, socket: socket, logger: logger
         )
         let entry = ConnectionRegistry.Entry(
-            connectionID: upgrade.connectionID, identity: upgrade.accepted.identity, writer: outbound, session: session,
+            connectionID: upgrade.connectionID, identity: upgrade.accepted.identity, socket: socket, session: session,
             connectedAt: connectedAt
         )
         if let previous = registry.add(entry) {
-            try? await previous.writer.close(.normalClosure, reason: "Replaced by a newer connection of this charge point")
+            previous.socket.close(.normalClosure, reason: "Replaced by a newer connection of this charge point")
         }
         logger.info(
             "Charger connected",
@@ -88,32 +91,20 @@ public struct ChargerSessions: Sendable {
                 "ocpp.subprotocol": "\(upgrade.accepted.subprotocolToEcho ?? "none offered")",
             ]
         )
-        do {
-            try await readMessages(entry: entry, inbound: inbound, outbound: outbound, logger: logger)
-        } catch {
-            await session.closed()
-            await forget(upgrade.connectionID, logger: logger)
-            throw error
+        let registry = self.registry
+        let connectionID = upgrade.connectionID
+        socket.start { text in
+            registry.markActive(connectionID)
+            await session.handle(text: text)
+        }
+        // This task only waits (a shallow stack): the messages are handled in tasks of their own.
+        await withGracefulShutdownHandler {
+            await socket.closed()
+        } onGracefulShutdown: {
+            socket.close(.goingAway, reason: "The central system is shutting down; reconnect")
         }
         await session.closed()
         await forget(upgrade.connectionID, logger: logger)
-    }
-
-    private func readMessages(
-        entry: ConnectionRegistry.Entry, inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, logger: Logger
-    ) async throws {
-        // `messages(maxSize:)` throws a close with 1009 (message too big) when a charger exceeds the limit.
-        for try await message in inbound.messages(maxSize: configuration.maxMessageSize) {
-            registry.markActive(entry.connectionID)
-            switch message {
-            case .text(let text):
-                await entry.session.handle(text: text)
-            case .binary:
-                logger.warning("A charger sent a binary frame; OCPP-J uses text frames only. Closing the connection.")
-                try await outbound.close(.unacceptableData, reason: "OCPP-J messages are text frames")
-                return
-            }
-        }
     }
 
     private func forget(_ id: ConnectionID, logger: Logger) async {

@@ -1,18 +1,17 @@
 public import Chargepath
 public import Foundation
 import Synchronization
-public import WSCore
 
 /// The charger sockets this process holds, by connection id and by charge point.
 ///
 /// A `Mutex` over two dictionaries: every operation is a few hash lookups, never held across an
-/// `await`. Sends happen outside the lock through the socket's own `WebSocketOutboundWriter`.
+/// `await`. Sends happen outside the lock through the socket's own `ChargerSocket`.
 public final class ConnectionRegistry: Sendable {
     /// One open socket, as the registry hands it out.
     public struct Entry: Sendable {
         public let connectionID: ConnectionID
         public let identity: ChargePointIdentity
-        public let writer: WebSocketOutboundWriter
+        public let socket: ChargerSocket
         public let session: any ChargerSession
         public let connectedAt: Date
     }

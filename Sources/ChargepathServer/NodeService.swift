@@ -2,7 +2,6 @@
 import Glibc
 #endif
 import NIOWebSocket
-import WSCore
 public import Chargepath
 public import Foundation
 public import Logging
@@ -175,13 +174,13 @@ public struct NodeService: Service {
                     metadata: ["ocpp.charge_point": "\(entry.identity)", "ocpp.connection_id": "\(entry.connectionID)"]
                 )
                 registry.remove(entry.connectionID)
-                try? await entry.writer.close(.normalClosure, reason: "Connection superseded")
+                entry.socket.close(.normalClosure, reason: "Connection superseded")
             } else if entry.connectedAt < oldest {
                 logger.info(
                     "Closing a socket that reached the maximum connection duration",
                     metadata: ["ocpp.charge_point": "\(entry.identity)", "ocpp.connection_id": "\(entry.connectionID)"]
                 )
-                try? await entry.writer.close(.goingAway, reason: "Maximum connection duration reached; reconnect")
+                entry.socket.close(.goingAway, reason: "Maximum connection duration reached; reconnect")
             }
         }
     }

@@ -6,7 +6,6 @@ import NIOWebSocket
 import OCPP16
 public import OCPPCore
 import Synchronization
-import WSCore
 
 /// The official 1.6 request schemas, compiled once per process.
 enum OCPP16RequestSchemas {
@@ -90,7 +89,7 @@ final class OCPP16Session: ChargerSession {
     }
 
     let chargePointID: String
-    private let writer: WebSocketOutboundWriter
+    private let socket: ChargerSocket
     private let handler: OCPP16Handler
     private let workflows: (any WorkflowEngine)?
     private let configuration: Configuration
@@ -98,10 +97,10 @@ final class OCPP16Session: ChargerSession {
     private let loop: Mutex<LoopState>
     private let calls: Mutex<CallState>
 
-    init(chargePointID: String, writer: WebSocketOutboundWriter, handler: OCPP16Handler, workflows: (any WorkflowEngine)?,
+    init(chargePointID: String, socket: ChargerSocket, handler: OCPP16Handler, workflows: (any WorkflowEngine)?,
          configuration: Configuration, logger: Logger) {
         self.chargePointID = chargePointID
-        self.writer = writer
+        self.socket = socket
         self.handler = handler
         self.workflows = workflows
         self.configuration = configuration
@@ -122,7 +121,7 @@ final class OCPP16Session: ChargerSession {
                 logger.warning("Dropped a frame that cannot be answered", metadata: ["reason": "\(reason)"])
             case .reply(let frame):
                 logger.warning("Answered a malformed frame with a CALLERROR", metadata: ["reason": "\(error)"])
-                await send(frame.encode())
+                send(frame.encode())
             case .failPendingCall(let id, let reason):
                 await complete(id: id, with: .failure(ChargerCallFailure(.malformedAnswer(reason))))
             }
@@ -142,7 +141,7 @@ final class OCPP16Session: ChargerSession {
         if let last = lastAnswered, last.id == id, last.action == action {
             // A resent CALL (the charger missed our answer, or sent it twice): answer again, do nothing twice.
             logger.info("Answering a resent CALL again without handling it twice", metadata: ["ocpp.action": "\(action)", "ocpp.message_id": "\(id)"])
-            await send(last.reply)
+            send(last.reply)
             return
         }
         // Everything the CALL needs (validation, the handler, the database, waking workflows) is
@@ -166,7 +165,7 @@ final class OCPP16Session: ChargerSession {
             reply = Self.error(id, .internalError, "The central system could not store this message right now; send it again later.").encode()
             loop.withLock { $0.lastAnswered = (id, action, reply) }
         }
-        await send(reply)
+        send(reply)
     }
 
     /// Validates and handles one CALL; returns the answer's text and the session state after it.
@@ -212,12 +211,9 @@ final class OCPP16Session: ChargerSession {
         .callError(id: id, code: code, description: description, details: .emptyObject, version: .ocpp16)
     }
 
-    private func send(_ text: String) async {
-        do {
-            try await writer.writeTextMessage(text)
-        } catch {
-            logger.debug("Could not write to a closing connection", metadata: ["error": "\(error)"])
-        }
+    /// Queues a frame on the socket; a closing socket drops it (its charger resends what it missed).
+    private func send(_ text: String) {
+        socket.send(text)
     }
 
     // MARK: Calls to the charger
@@ -238,7 +234,7 @@ final class OCPP16Session: ChargerSession {
         }
         switch decision {
         case .send(let call):
-            await send(call.frame.encode())
+            send(call.frame.encode())
         case .queued:
             break
         case .rejected(_, let reason):
@@ -256,7 +252,7 @@ final class OCPP16Session: ChargerSession {
                 if case .cancelled(_, let next) = state.correlator.cancel(id: id, now: .now) { return next }
                 return nil
             }
-            if let next { await send(next.frame.encode()) }
+            if let next { send(next.frame.encode()) }
             logger.warning("A call to the charger timed out", metadata: ["ocpp.action": "\(action)", "ocpp.message_id": "\(id)"])
             throw ChargerCallFailure(.timeout)
         }
@@ -280,7 +276,7 @@ final class OCPP16Session: ChargerSession {
         }
         if let next {
             // The next queued call goes out from the read loop, right after the answer that freed the slot.
-            await send(next.frame.encode())
+            send(next.frame.encode())
         }
     }
 

@@ -2,7 +2,6 @@ public import Chargepath
 public import ChargepathWorkflows
 public import Logging
 public import OCPPCore
-public import WSCore
 
 /// Makes an `OCPP16Session` for each charger connection.
 public struct OCPP16SessionFactory: ChargerSessionFactory {
@@ -31,9 +30,9 @@ public struct OCPP16SessionFactory: ChargerSessionFactory {
         self.configuration = configuration
     }
 
-    public func makeSession(chargePointID: ChargePointIdentity, version: OCPPVersion, writer: WebSocketOutboundWriter, logger: Logger) -> any ChargerSession {
+    public func makeSession(chargePointID: ChargePointIdentity, version: OCPPVersion, socket: ChargerSocket, logger: Logger) -> any ChargerSession {
         OCPP16Session(
-            chargePointID: chargePointID.id, writer: writer, handler: handler, workflows: workflows,
+            chargePointID: chargePointID.id, socket: socket, handler: handler, workflows: workflows,
             configuration: .init(
                 callTimeout: configuration.callTimeout, callQueueCapacity: configuration.callQueueCapacity,
                 handlerTimeout: configuration.handlerTimeout

@@ -1,5 +1,4 @@
 import NIOWebSocket
-import WSCore
 public import Chargepath
 import Foundation
 public import Hummingbird
@@ -77,7 +76,7 @@ public struct OperatorAPI: Sendable {
                 throw Self.gone(id)
             }
             do {
-                try await entry.writer.writeTextMessage(text)
+                try await entry.socket.write(text)
             } catch {
                 throw Self.gone(id)
             }
@@ -91,7 +90,7 @@ public struct OperatorAPI: Sendable {
                 }
                 throw Self.gone(id)
             }
-            try? await entry.writer.close(.normalClosure, reason: "Closed by the operator")
+            entry.socket.close(.normalClosure, reason: "Closed by the operator")
             return HTTPResponse.Status.noContent
         }
         management?.addRoutes(to: protected)

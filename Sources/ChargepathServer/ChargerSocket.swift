@@ -1,0 +1,267 @@
+import NIOCore
+public import NIOWebSocket
+import Logging
+
+/// One charger's WebSocket as the rest of the server sees it: send a text message, close.
+///
+/// Behind it is a `ChargerSocketHandler` in the channel's pipeline, on the channel's event loop.
+/// Nothing here owns a task: an idle charger costs its channel, its handler and this object.
+public final class ChargerSocket: Sendable {
+    let channel: any Channel
+    private let handler: NIOLoopBound<ChargerSocketHandler>
+
+    init(channel: any Channel, handler: ChargerSocketHandler) {
+        self.channel = channel
+        self.handler = NIOLoopBound(handler, eventLoop: channel.eventLoop)
+    }
+
+    /// Sends one text message without waiting for it to be written: the answers to a charger's
+    /// CALLs and the CALLs to it. Reads stop while the socket cannot write, so these are bounded.
+    public func send(_ text: String) {
+        channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .text, data: channel.allocator.buffer(string: text)), promise: nil)
+    }
+
+    /// Sends one text message and waits until the network layer took it (`@connections` pushes).
+    /// Throws when the socket is closing or closed.
+    public func write(_ text: String) async throws {
+        try await channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .text, data: channel.allocator.buffer(string: text)))
+    }
+
+    /// Starts the close handshake: a close frame now, the TCP connection closed when the charger
+    /// answers or after the close timeout. Returns at once.
+    public func close(_ code: WebSocketErrorCode, reason: String) {
+        channel.triggerUserOutboundEvent(ChargerSocketHandler.CloseRequest(code: code, reason: reason), promise: nil)
+    }
+
+    /// Starts delivering the charger's messages to `receive`, one at a time, in order: the next
+    /// waits until `receive` returned for the previous one.
+    func start(_ receive: @escaping @Sendable (String) async -> Void) {
+        let handler = self.handler
+        channel.eventLoop.execute { handler.value.attach(receive) }
+    }
+
+    /// Returns once the TCP connection is closed.
+    func closed() async {
+        try? await channel.closeFuture.get()
+    }
+
+    /// The close code that ended the socket (the charger's or ours); nil when none was exchanged.
+    func closeCode() async -> WebSocketErrorCode? {
+        let handler = self.handler
+        return try? await channel.eventLoop.submit { handler.value.closeCode }.get()
+    }
+}
+
+/// The charger socket's WebSocket layer as a NIO channel handler, after NIO's frame decoder and
+/// encoder: assembles text messages, answers pings, pings the charger, runs the close handshake,
+/// and hands each message to the session in a short-lived task, one at a time.
+///
+/// Why not hummingbird-websocket's `WebSocketHandler`: it keeps a task (and its stack) per socket
+/// for as long as the socket lives, plus an async channel's buffers; with tens of thousands of
+/// mostly idle chargers per node that was most of each connection's memory (BENCHMARKS.md). Here a
+/// task exists only while a message is being handled.
+final class ChargerSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = WebSocketFrame
+    typealias OutboundIn = WebSocketFrame
+    typealias OutboundOut = WebSocketFrame
+
+    /// The user outbound event `ChargerSocket.close` sends down the pipeline.
+    struct CloseRequest: Sendable {
+        let code: WebSocketErrorCode
+        let reason: String
+    }
+
+    struct Configuration: Sendable {
+        var state: ChargerSocketState.Configuration
+        var pingInterval: Duration?
+        var closeTimeout: Duration
+    }
+
+    private var state: ChargerSocketState
+    private let configuration: Configuration
+    private let logger: Logger
+    private var receive: (@Sendable (String) async -> Void)?
+    private var context: ChannelHandlerContext?
+    private var pendingRead = false
+    private var pings: RepeatedTask?
+    private var closeTimer: Scheduled<Void>?
+
+    var closeCode: WebSocketErrorCode? { state.closeCode }
+
+    init(configuration: Configuration, logger: Logger) {
+        self.state = ChargerSocketState(configuration: configuration.state)
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        if let interval = configuration.pingInterval {
+            let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+            let period = TimeAmount(interval)
+            pings = context.eventLoop.scheduleRepeatedTask(initialDelay: period, delay: period) { _ in
+                handler.value.pingPeriodPassed()
+            }
+        }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        stopTimers()
+        self.context = nil
+    }
+
+    // MARK: Inbound
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        switch state.received(frame) {
+        case .none:
+            break
+        case .deliver(let text):
+            deliver(text, context: context)
+        case .pong(let data):
+            context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, data: data)), promise: nil)
+        case .close(let code, let reason):
+            logger.info("Closing a charger socket that broke the WebSocket protocol", metadata: [
+                "ws.close_code": "\(code)", "reason": "\(reason)",
+            ])
+            writeCloseFrame(code, reason: reason, context: context)
+        case .echoCloseAndShutDown(let code):
+            var buffer = context.channel.allocator.buffer(capacity: 2)
+            if let code { buffer.write(webSocketErrorCode: code) }
+            let frame = WebSocketFrame(fin: true, opcode: .connectionClose, data: buffer)
+            context.writeAndFlush(wrapOutboundOut(frame)).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+        case .shutDown:
+            context.close(promise: nil)
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        context.fireChannelReadComplete()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? ChannelEvent, event == .inputClosed {
+            // The charger shut its side without a close frame: nothing more will come.
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        resumeReadingIfWanted(context: context)
+        context.fireChannelWritabilityChanged()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        state.disconnected()
+        stopTimers()
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        logger.debug("A charger socket failed; closing it", metadata: ["error": "\(error)"])
+        context.close(promise: nil)
+    }
+
+    // MARK: Outbound
+
+    func read(context: ChannelHandlerContext) {
+        // Backpressure: no more from the network while messages queue for the session, or while
+        // the answers cannot be written (a charger that sends and never reads).
+        if state.wantsInput && context.channel.isWritable {
+            context.read()
+        } else {
+            pendingRead = true
+        }
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        guard state.phase == .open else {
+            promise?.fail(ChannelError.outputClosed)
+            return
+        }
+        context.write(data, promise: promise)
+    }
+
+    func triggerUserOutboundEvent(context: ChannelHandlerContext, event: Any, promise: EventLoopPromise<Void>?) {
+        guard let request = event as? CloseRequest else {
+            context.triggerUserOutboundEvent(event, promise: promise)
+            return
+        }
+        if state.closeRequested(request.code) {
+            writeCloseFrame(request.code, reason: request.reason, context: context)
+        }
+        promise?.succeed()
+    }
+
+    // MARK: Helpers
+
+    /// Writes our close frame (the state already moved to closing) and bounds the wait for the answer.
+    private func writeCloseFrame(_ code: WebSocketErrorCode, reason: String, context: ChannelHandlerContext) {
+        var buffer = context.channel.allocator.buffer(capacity: 2 + reason.utf8.count)
+        buffer.write(webSocketErrorCode: code)
+        // A close frame's payload is at most 125 bytes: the code and up to 123 of the reason.
+        buffer.writeString(String(decoding: reason.utf8.prefix(123), as: UTF8.self))
+        // Not through self.write: the state says closing, and the close frame is the exception.
+        context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: buffer)), promise: nil)
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        closeTimer = context.eventLoop.scheduleTask(in: TimeAmount(configuration.closeTimeout)) {
+            handler.value.context?.close(promise: nil)
+        }
+    }
+
+    private func pingPeriodPassed() {
+        guard let context else { return }
+        switch state.pingPeriodPassed() {
+        case .none:
+            break
+        case .sendPing:
+            context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .ping, data: ByteBuffer())), promise: nil)
+        case .giveUp:
+            logger.info("A charger did not answer a ping within a ping period; closing its socket")
+            var buffer = context.channel.allocator.buffer(capacity: 2)
+            buffer.write(webSocketErrorCode: .goingAway)
+            context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: buffer)), promise: nil)
+            context.close(promise: nil)
+        }
+    }
+
+    fileprivate func attach(_ receive: @escaping @Sendable (String) async -> Void) {
+        guard let context else { return }
+        self.receive = receive
+        if let text = state.attach() { deliver(text, context: context) }
+        resumeReadingIfWanted(context: context)
+    }
+
+    private func deliver(_ text: String, context: ChannelHandlerContext) {
+        guard let receive else { return }
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let eventLoop = context.eventLoop
+        Task {
+            await receive(text)
+            eventLoop.execute { handler.value.handled() }
+        }
+    }
+
+    private func handled() {
+        guard let context else { return }
+        if let text = state.handled() { deliver(text, context: context) }
+        resumeReadingIfWanted(context: context)
+    }
+
+    private func resumeReadingIfWanted(context: ChannelHandlerContext) {
+        if pendingRead, state.wantsInput, context.channel.isWritable {
+            pendingRead = false
+            context.read()
+        }
+    }
+
+    private func stopTimers() {
+        pings?.cancel()
+        pings = nil
+        closeTimer?.cancel()
+        closeTimer = nil
+    }
+}
