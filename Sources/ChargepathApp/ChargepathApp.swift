@@ -162,7 +162,9 @@ public enum ChargepathApp {
             configuration: configuration.node, maximumConnectionDuration: configuration.gateway.maximumConnectionDuration,
             logger: logger
         )
-        return [client, nodeService, workflows, chargerApp, apiApp]
+        // Shutdown runs in reverse: the listeners stop accepting, the chargers' sockets close (and
+        // their rows go), then the workflow engine, the node's row and the database client stop.
+        return [client, nodeService, workflows, ChargerSocketDrain(sessions: sessions, logger: logger), chargerApp, apiApp]
     }
 
     /// The workflow engine with the workflows that ship, calling chargers held by this node.

@@ -48,6 +48,11 @@ struct ChargerGatewayChannel: ServerChildChannel, HTTPChannelHandler {
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
+            // Each socket keeps its receive buffer between reads: start it at 512 bytes (an OCPP
+            // message is a few hundred) rather than NIO's 2,048; it grows for larger reads.
+            try channel.syncOptions?.setOption(
+                ChannelOptions.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 65_536)
+            )
             let refusal = NIOLoopBoundBox<ChargerHandshake.Refusal?>(nil, eventLoop: channel.eventLoop)
             let handshake = self.handshake
             let admission = self.admission
@@ -142,15 +147,8 @@ struct ChargerGatewayChannel: ServerChildChannel, HTTPChannelHandler {
                 )
                 await Self.writeRefusal(reason, to: http, logger: logger)
             case .websocket(let socket, let upgrade, let logger):
+                // Returns once the socket is in service; no task waits on it afterwards.
                 await session(upgrade, socket, logger)
-                let closeCode = await socket.closeCode()
-                logger.info(
-                    "Charger disconnected",
-                    metadata: [
-                        "ws.close_code": "\(closeCode.map { "\($0)" } ?? "none (no close frame)")",
-                        "net.peer": "\(upgrade.remoteAddress ?? "unknown")",
-                    ]
-                )
             }
         } catch let error as ChannelError where error == .inputClosed {
             logger.trace("Charger connection closed during the upgrade")

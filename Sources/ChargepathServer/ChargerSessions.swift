@@ -1,5 +1,6 @@
 import NIOWebSocket
-import ServiceLifecycle
+public import ServiceLifecycle
+import Synchronization
 public import OCPPCore
 public import ChargepathWorkflows
 public import Chargepath
@@ -30,6 +31,8 @@ public struct ChargerSessions: Sendable {
     let sessions: any ChargerSessionFactory
     let workflows: (any WorkflowEngine)?
     let now: @Sendable () -> Date
+    /// Every socket from its upgrade until it is forgotten, for the drain at shutdown.
+    let live = LiveSockets()
 
     public init(
         repository: any ConnectionRepository, registry: ConnectionRegistry, nodeID: NodeID,
@@ -45,9 +48,15 @@ public struct ChargerSessions: Sendable {
         self.now = now
     }
 
-    /// Serves one upgraded socket until it closes: records it, registers it, hands its messages
-    /// to its session, and forgets it. On graceful shutdown the charger gets a close frame (1001).
+    /// Takes one upgraded socket into service: records it, registers it and starts handing its
+    /// messages to its session; returns then. When the socket closes, its session hears of it and
+    /// its row goes (in a task of that moment). No task waits on an open socket: an idle charger
+    /// costs no task stack (BENCHMARKS.md, idle fleet).
     func serve(upgrade: ChargerUpgrade, socket: ChargerSocket, logger: Logger) async {
+        guard live.insert(upgrade.connectionID, socket) else {
+            socket.close(.goingAway, reason: Self.shutdownReason)
+            return
+        }
         let connectedAt = now()
         let record = ConnectionRecord(
             connectionID: upgrade.connectionID,
@@ -70,7 +79,7 @@ public struct ChargerSessions: Sendable {
             // A charger we cannot record is not accepted: it will retry, as chargers do.
             logger.error("Could not record a charger connection; closing it", metadata: ["error": "\(error)"])
             socket.close(.unexpectedServerError, reason: "Central system storage unavailable; reconnect later")
-            await socket.closed()
+            socket.whenClosed { _ in live.remove(upgrade.connectionID) }
             return
         }
         let session = sessions.makeSession(
@@ -97,14 +106,39 @@ public struct ChargerSessions: Sendable {
             registry.markActive(connectionID)
             await session.handle(text: text)
         }
-        // This task only waits (a shallow stack): the messages are handled in tasks of their own.
-        await withGracefulShutdownHandler {
-            await socket.closed()
-        } onGracefulShutdown: {
-            socket.close(.goingAway, reason: "The central system is shutting down; reconnect")
+        socket.whenClosed { closeCode in
+            Task {
+                await session.closed()
+                await self.forget(upgrade.connectionID, logger: logger)
+                logger.info(
+                    "Charger disconnected",
+                    metadata: [
+                        "ws.close_code": "\(closeCode.map { "\($0)" } ?? "none (no close frame)")",
+                        "net.peer": "\(upgrade.remoteAddress ?? "unknown")",
+                    ]
+                )
+                self.live.remove(upgrade.connectionID)
+            }
         }
-        await session.closed()
-        await forget(upgrade.connectionID, logger: logger)
+    }
+
+    static let shutdownReason = "The central system is shutting down; reconnect"
+
+    /// Graceful shutdown: every socket gets a close frame (1001), and this returns once each has
+    /// closed and been forgotten (its row deleted), or after the close timeout and the bounded
+    /// database work that follows it.
+    public func drain(logger: Logger) async {
+        let sockets = live.startDraining()
+        guard !sockets.isEmpty else { return }
+        logger.info("Closing the chargers' sockets for shutdown", metadata: ["count": "\(sockets.count)"])
+        for socket in sockets { socket.close(.goingAway, reason: Self.shutdownReason) }
+        let deadline = ContinuousClock.now + configuration.closeTimeout + .seconds(20)
+        while live.count > 0, ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        if live.count > 0 {
+            logger.warning("Some charger sockets were still closing at shutdown", metadata: ["count": "\(live.count)"])
+        }
     }
 
     private func forget(_ id: ConnectionID, logger: Logger) async {
@@ -126,6 +160,61 @@ public struct ChargerSessions: Sendable {
             // The sweeper removes the row once this node's heartbeat or the row's expiry lapses.
             logger.warning("Could not delete a closed connection's row; the sweeper will", metadata: ["error": "\(error)"])
         }
+    }
+}
+
+/// The sockets a node holds, from the upgrade until each is forgotten (a superset of the
+/// registry, which holds them only once recorded).
+final class LiveSockets: Sendable {
+    private struct State {
+        var sockets: [ConnectionID: ChargerSocket] = [:]
+        var draining = false
+    }
+
+    private let state = Mutex(State())
+
+    /// Adds a socket; false once draining has begun (the socket is refused).
+    func insert(_ id: ConnectionID, _ socket: ChargerSocket) -> Bool {
+        state.withLock { state in
+            guard !state.draining else { return false }
+            state.sockets[id] = socket
+            return true
+        }
+    }
+
+    func remove(_ id: ConnectionID) {
+        _ = state.withLock { $0.sockets.removeValue(forKey: id) }
+    }
+
+    var count: Int { state.withLock { $0.sockets.count } }
+
+    /// Refuses new sockets from now on; returns the open ones.
+    func startDraining() -> [ChargerSocket] {
+        state.withLock { state in
+            state.draining = true
+            return Array(state.sockets.values)
+        }
+    }
+}
+
+/// Closes the chargers' sockets at graceful shutdown, after the charger listener stopped accepting
+/// and before the workflow engine and the database client stop (services shut down in reverse order).
+public struct ChargerSocketDrain: Service {
+    let sessions: ChargerSessions
+    let logger: Logger
+
+    public init(sessions: ChargerSessions, logger: Logger) {
+        self.sessions = sessions
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        do {
+            try await gracefulShutdown()
+        } catch {
+            return  // cancelled: the process is going down without a graceful shutdown
+        }
+        await sessions.drain(logger: logger)
     }
 }
 

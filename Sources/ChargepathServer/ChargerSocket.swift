@@ -40,15 +40,11 @@ public final class ChargerSocket: Sendable {
         channel.eventLoop.execute { handler.value.attach(receive) }
     }
 
-    /// Returns once the TCP connection is closed.
-    func closed() async {
-        try? await channel.closeFuture.get()
-    }
-
-    /// The close code that ended the socket (the charger's or ours); nil when none was exchanged.
-    func closeCode() async -> WebSocketErrorCode? {
+    /// Calls `body` once the TCP connection is closed (at once if it is), with the close code
+    /// that ended the socket (the charger's or ours; nil when none was exchanged).
+    func whenClosed(_ body: @escaping @Sendable (WebSocketErrorCode?) -> Void) {
         let handler = self.handler
-        return try? await channel.eventLoop.submit { handler.value.closeCode }.get()
+        channel.closeFuture.whenComplete { _ in body(handler.value.closeCode) }
     }
 }
 

@@ -86,6 +86,10 @@ final class OCPP16Session: ChargerSession {
         var correlator: CallCorrelator<String>
         var waiters: [String: AsyncThrowingStream<JSONValue, any Error>.Continuation] = [:]
         var ids = MessageIDGenerator()
+        /// A charger's CALL is being handled: our CALLs wait until its answer is written.
+        var answering = false
+        /// CALLs that came up while answering (a workflow woken by the very message being answered).
+        var held: [String] = []
     }
 
     let chargePointID: String
@@ -144,6 +148,10 @@ final class OCPP16Session: ChargerSession {
             send(last.reply)
             return
         }
+        // Until this CALL is answered, our own CALLs wait: a workflow woken by this message (a
+        // remote start waiting for the boot, provisioning after it) must not reach the charger
+        // before the answer to its BootNotification does.
+        calls.withLock { $0.answering = true }
         // Everything the CALL needs (validation, the handler, the database, waking workflows) is
         // bounded by one time limit: a database that does not answer gets the charger an
         // InternalError in time, and the connection goes on reading.
@@ -166,6 +174,12 @@ final class OCPP16Session: ChargerSession {
             loop.withLock { $0.lastAnswered = (id, action, reply) }
         }
         send(reply)
+        let held = calls.withLock { state in
+            state.answering = false
+            defer { state.held.removeAll() }
+            return state.held
+        }
+        for call in held { send(call) }
     }
 
     /// Validates and handles one CALL; returns the answer's text and the session state after it.
@@ -216,6 +230,15 @@ final class OCPP16Session: ChargerSession {
         socket.send(text)
     }
 
+    /// Sends one of our CALLs now, or right after the answer being prepared for the charger.
+    private func sendCall(_ text: String) {
+        let now = calls.withLock { state in
+            if state.answering { state.held.append(text) }
+            return !state.answering
+        }
+        if now { send(text) }
+    }
+
     // MARK: Calls to the charger
 
     func call(action: String, payload: JSONValue) async throws -> JSONValue {
@@ -234,7 +257,7 @@ final class OCPP16Session: ChargerSession {
         }
         switch decision {
         case .send(let call):
-            send(call.frame.encode())
+            sendCall(call.frame.encode())
         case .queued:
             break
         case .rejected(_, let reason):
@@ -252,7 +275,7 @@ final class OCPP16Session: ChargerSession {
                 if case .cancelled(_, let next) = state.correlator.cancel(id: id, now: .now) { return next }
                 return nil
             }
-            if let next { send(next.frame.encode()) }
+            if let next { sendCall(next.frame.encode()) }
             logger.warning("A call to the charger timed out", metadata: ["ocpp.action": "\(action)", "ocpp.message_id": "\(id)"])
             throw ChargerCallFailure(.timeout)
         }
@@ -276,7 +299,7 @@ final class OCPP16Session: ChargerSession {
         }
         if let next {
             // The next queued call goes out from the read loop, right after the answer that freed the slot.
-            send(next.frame.encode())
+            sendCall(next.frame.encode())
         }
     }
 
