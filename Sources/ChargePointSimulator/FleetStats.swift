@@ -18,11 +18,17 @@ public final class FleetStats: ChargePointStatsSink {
         var failures = 0
         var centralSystemCalls = 0
         var errorSamples: [String: Int] = [:]
-        var latencyMicros = Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: .three)
+        var latencyMicros = State.histogram()
+        /// The same, per action: which message is slow is the first question when p99 is high.
+        var latencyByAction: [String: Histogram<UInt64>] = [:]
         var windowCalls = 0
         var windowStart: ContinuousClock.Instant
         /// Since when calls answered and the latency histogram count (the end of the warm-up).
         var measuringSince: ContinuousClock.Instant
+
+        static func histogram() -> Histogram<UInt64> {
+            Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: .three)
+        }
     }
 
     public let expectedChargers: Int
@@ -40,6 +46,7 @@ public final class FleetStats: ChargePointStatsSink {
         state.withLock { s in
             s.callsAnswered = 0
             s.latencyMicros.reset()
+            s.latencyByAction.removeAll()
             s.measuringSince = now
         }
     }
@@ -81,6 +88,7 @@ public final class FleetStats: ChargePointStatsSink {
                 Self.sample("CALLERROR to \(action)", into: &s)
             }
             _ = s.latencyMicros.record(micros)
+            _ = s.latencyByAction[action, default: State.histogram()].record(micros)
         }
     }
 
@@ -127,7 +135,6 @@ public final class FleetStats: ChargePointStatsSink {
             let elapsed = startedAt.duration(to: now).seconds
             let measured = s.measuringSince.duration(to: now).seconds
             let h = s.latencyMicros
-            func ms(_ p: Double) -> Double { h.totalCount > 0 ? Double(h.valueAtPercentile(p)) / 1000 : 0 }
             return FleetReport(
                 scenario: scenario,
                 chargers: expectedChargers,
@@ -146,10 +153,8 @@ public final class FleetStats: ChargePointStatsSink {
                 timeouts: s.timeouts,
                 otherFailures: s.failures,
                 centralSystemCalls: s.centralSystemCalls,
-                latency: .init(
-                    count: Int(h.totalCount), p50: ms(50), p90: ms(90), p99: ms(99),
-                    max: h.totalCount > 0 ? Double(h.max) / 1000 : 0, mean: h.totalCount > 0 ? h.mean / 1000 : 0
-                ),
+                latency: .init(h),
+                latencyByAction: s.latencyByAction.mapValues(FleetReport.Latency.init),
                 errors: s.errorSamples
             )
         }
@@ -166,6 +171,16 @@ public struct FleetReport: Codable, Sendable, Equatable {
         public var p99: Double
         public var max: Double
         public var mean: Double
+
+        init(_ h: Histogram<UInt64>) {
+            func ms(_ p: Double) -> Double { h.totalCount > 0 ? Double(h.valueAtPercentile(p)) / 1000 : 0 }
+            count = Int(h.totalCount)
+            p50 = ms(50)
+            p90 = ms(90)
+            p99 = ms(99)
+            max = h.totalCount > 0 ? Double(h.max) / 1000 : 0
+            mean = h.totalCount > 0 ? h.mean / 1000 : 0
+        }
     }
 
     public var scenario: String
@@ -189,6 +204,8 @@ public struct FleetReport: Codable, Sendable, Equatable {
     public var centralSystemCalls: Int
     /// Round-trip latency in milliseconds.
     public var latency: Latency
+    /// The same, per action the simulated chargers sent.
+    public var latencyByAction: [String: Latency]
     /// Up to 10 distinct error messages with counts.
     public var errors: [String: Int]
 
@@ -206,6 +223,10 @@ public struct FleetReport: Codable, Sendable, Equatable {
             String(format: "round trip ms   p50 %.3f  p90 %.3f  p99 %.3f  max %.3f  mean %.3f (n=%d)",
                    latency.p50, latency.p90, latency.p99, latency.max, latency.mean, latency.count),
         ]
+        for (action, l) in latencyByAction.sorted(by: { $0.key < $1.key }) where latencyByAction.count > 1 {
+            let name = "  " + action.padding(toLength: 22, withPad: " ", startingAt: 0)
+            lines.append(name + String(format: " p50 %.3f  p99 %.3f  max %.3f (n=%d)", l.p50, l.p99, l.max, l.count))
+        }
         if centralSystemCalls > 0 { lines.append("CS calls        \(centralSystemCalls)") }
         for (message, count) in errors.sorted(by: { $0.value > $1.value }) {
             lines.append("error           \(count)× \(message)")

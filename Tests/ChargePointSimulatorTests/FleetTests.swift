@@ -24,6 +24,9 @@ struct FleetTests {
             // flight when the storm is over: how many made it depends on the machine's load).
             #expect(report.latency.count >= 200)
             #expect(report.latency.p50 > 0 && report.latency.p50 <= report.latency.p99 && report.latency.p99 <= report.latency.max)
+            // Per action too: every BootNotification is there, and the actions add up to the whole.
+            #expect(report.latencyByAction["BootNotification"]?.count == 200)
+            #expect(report.latencyByAction.values.map(\.count).reduce(0, +) == report.latency.count)
             #expect(server.received("CP-001").first?.action == "BootNotification")
             #expect(server.received("CP-200").first?.action == "BootNotification")
             let data = try JSONEncoder().encode(report)
