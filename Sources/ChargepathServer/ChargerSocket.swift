@@ -40,11 +40,13 @@ public final class ChargerSocket: Sendable {
         channel.eventLoop.execute { handler.value.attach(receive) }
     }
 
-    /// Calls `body` once the TCP connection is closed (at once if it is), with the close code
-    /// that ended the socket (the charger's or ours; nil when none was exchanged).
+    /// Calls `body` once the TCP connection is closed and the session has no message in hand
+    /// (at once if that is so already), with the close code that ended the socket (the charger's
+    /// or ours; nil when none was exchanged). What runs after it cannot race a message still
+    /// being handled: the session's end, the row's deletion, a shutdown that stops the database.
     func whenClosed(_ body: @escaping @Sendable (WebSocketErrorCode?) -> Void) {
         let handler = self.handler
-        channel.closeFuture.whenComplete { _ in body(handler.value.closeCode) }
+        channel.eventLoop.execute { handler.value.whenClosed(body) }
     }
 }
 
@@ -80,6 +82,8 @@ final class ChargerSocketHandler: ChannelDuplexHandler, RemovableChannelHandler 
     private var context: ChannelHandlerContext?
     private var pendingRead = false
     private var pings: RepeatedTask?
+    private var onClosed: ((WebSocketErrorCode?) -> Void)?
+    private var inactive = false
     private var closeTimer: Scheduled<Void>?
 
     var closeCode: WebSocketErrorCode? { state.closeCode }
@@ -153,6 +157,8 @@ final class ChargerSocketHandler: ChannelDuplexHandler, RemovableChannelHandler 
     func channelInactive(context: ChannelHandlerContext) {
         state.disconnected()
         stopTimers()
+        inactive = true
+        reportClosedIfDone()
         context.fireChannelInactive()
     }
 
@@ -242,9 +248,26 @@ final class ChargerSocketHandler: ChannelDuplexHandler, RemovableChannelHandler 
     }
 
     private func handled() {
-        guard let context else { return }
-        if let text = state.handled() { deliver(text, context: context) }
+        let next = state.handled()
+        guard let context else {
+            reportClosedIfDone()
+            return
+        }
+        if let text = next { deliver(text, context: context) }
         resumeReadingIfWanted(context: context)
+        reportClosedIfDone()
+    }
+
+    fileprivate func whenClosed(_ body: @escaping (WebSocketErrorCode?) -> Void) {
+        onClosed = body
+        reportClosedIfDone()
+    }
+
+    /// The socket's end is reported once: when it is closed and no message is with the session.
+    private func reportClosedIfDone() {
+        guard inactive, !state.isHandling, let report = onClosed else { return }
+        onClosed = nil
+        report(state.closeCode)
     }
 
     private func resumeReadingIfWanted(context: ChannelHandlerContext) {

@@ -74,6 +74,9 @@ struct ChargerSocketState {
     /// Messages received and not yet handed to the session.
     var waitingMessages: Int { inbox.count }
 
+    /// The session has a message in hand.
+    var isHandling: Bool { handling }
+
     // MARK: Frames from the charger
 
     mutating func received(_ frame: WebSocketFrame) -> FrameAction {
