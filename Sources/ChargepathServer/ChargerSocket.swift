@@ -216,7 +216,7 @@ final class ChargerSocketHandler: ChannelDuplexHandler, RemovableChannelHandler 
 
     private func pingPeriodPassed() {
         guard let context else { return }
-        switch state.pingPeriodPassed() {
+        switch state.pingPeriodPassed(readingPaused: pendingRead) {
         case .none:
             break
         case .sendPing:

@@ -216,8 +216,15 @@ struct ChargerSocketState {
         return true
     }
 
-    mutating func pingPeriodPassed() -> PingAction {
+    /// A ping period passed. `readingPaused`: the socket is not reading (messages queue for a
+    /// slow session, or the charger does not read our writes), so a pong could not have been
+    /// seen: that period does not count against the charger.
+    mutating func pingPeriodPassed(readingPaused: Bool = false) -> PingAction {
         guard phase == .open else { return .none }
+        if readingPaused {
+            awaitingPong = false
+            return .none
+        }
         if awaitingPong {
             phase = .closing
             closeCode = .goingAway

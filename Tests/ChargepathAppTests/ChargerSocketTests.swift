@@ -21,7 +21,9 @@ import Testing
         func attach() -> String? { state.attach() }
         func handled() -> String? { state.handled() }
         func closeRequested(_ code: WebSocketErrorCode) -> Bool { state.closeRequested(code) }
-        func pingPeriodPassed() -> ChargerSocketState.PingAction { state.pingPeriodPassed() }
+        func pingPeriodPassed(readingPaused: Bool = false) -> ChargerSocketState.PingAction {
+            state.pingPeriodPassed(readingPaused: readingPaused)
+        }
         var wantsInput: Bool { state.wantsInput }
         var phase: ChargerSocketState.Phase { state.phase }
         var closeCode: WebSocketErrorCode? { state.closeCode }
@@ -127,6 +129,16 @@ import Testing
         #expect(state.pingPeriodPassed() == .giveUp)
         #expect(state.closeCode == .goingAway)
         #expect(state.pingPeriodPassed() == .none)
+    }
+
+    @Test func aPeriodWithReadingPausedDoesNotCountAgainstTheCharger() {
+        // Reads pause while messages queue for a slow database: the pong may be sitting unread.
+        let state = Self.attached()
+        #expect(state.pingPeriodPassed() == .sendPing)
+        #expect(state.pingPeriodPassed(readingPaused: true) == .none)
+        #expect(state.pingPeriodPassed() == .sendPing, "the charger gets a fresh ping, not a verdict")
+        #expect(state.phase == .open)
+        #expect(state.pingPeriodPassed() == .giveUp)
     }
 
     @Test func theServersCloseIsSentOnce() {
