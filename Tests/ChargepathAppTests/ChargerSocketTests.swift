@@ -194,6 +194,35 @@ import Testing
         }
     }
 
+    @Test func aChargerThatSendsWithoutReadingGetsEveryAnswerInOrderAndHoldsNoOneUp() async throws {
+        try await TestServer.with { server in
+            try await RawWebSocket.with(port: server.running.ocppPort, path: "/ocpp/CP-DEAF") { socket in
+                try await socket.send(.text(#"[2,"b","BootNotification","# + Self.boot + "]"))
+                _ = try await socket.nextFrame()
+                // 20,000 CALLs while reading nothing (~1.5 MB of answers): the socket's inbox fills,
+                // reads pause and resume thousands of times, and no answer is lost or reordered.
+                socket.pauseReading()
+                let count = 20_000
+                for chunk in stride(from: 0, to: count, by: 500) {
+                    let frames = (chunk..<chunk + 500).map { RawWebSocket.Frame.text(#"[2,"h\#($0)","Heartbeat",{}]"#) }
+                    try await socket.send(frames)
+                }
+                // Meanwhile another charger is answered as usual.
+                try await TestCharger.with(url: server.ocppURL + "/CP-OTHER") { other in
+                    _ = try await withTimeout(.seconds(20)) { try await other.boot() }
+                }
+                socket.resumeReading()
+                for expected in 0..<count {
+                    let frame = try await socket.nextFrame(timeout: .seconds(60))
+                    guard frame.text.hasPrefix(#"[3,"h\#(expected)","#) else {
+                        Issue.record("answer \(expected) out of order: \(frame.text.prefix(60))")
+                        return
+                    }
+                }
+            }
+        }
+    }
+
     @Test(arguments: [
         (RawWebSocket.Frame(opcode: 0x2, payload: [1, 2, 3]), 1003, "a binary frame"),
         (RawWebSocket.Frame(opcode: 0x1, payload: [0x5B, 0xC3, 0x28, 0x5D]), 1007, "text that is not UTF-8"),

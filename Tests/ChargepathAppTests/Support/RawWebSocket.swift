@@ -1,5 +1,6 @@
 import NIOCore
 import NIOPosix
+import Synchronization
 
 /// A WebSocket client written frame by frame, for what a well-behaved client library will not
 /// send: fragments, binary frames, bad UTF-8, reserved bits, pings with payloads.
@@ -26,6 +27,8 @@ final class RawWebSocket: Sendable {
 
     private let outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>
     private let events: AsyncStream<Event>
+    /// While paused the client reads nothing, so the server's writes back up (TCP flow control).
+    private let gate = Mutex<(paused: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
 
     private init(outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>, events: AsyncStream<Event>) {
         self.outbound = outbound
@@ -38,11 +41,13 @@ final class RawWebSocket: Sendable {
             try await outbound.write(ByteBuffer(string: RawTCP.upgradeRequest(path: path)))
             let (events, continuation) = AsyncStream.makeStream(of: Event.self)
             return try await withThrowingTaskGroup(of: T?.self) { group in
+                let socket = RawWebSocket(outbound: outbound, events: events)
                 group.addTask {
                     var pending: [UInt8] = []
                     var upgraded = false
                     do {
                         for try await buffer in inbound {
+                            await socket.waitWhilePaused()
                             pending += buffer.readableBytesView
                             if !upgraded {
                                 guard let end = pending.firstRange(of: Array("\r\n\r\n".utf8)) else { continue }
@@ -61,7 +66,6 @@ final class RawWebSocket: Sendable {
                     continuation.finish()
                     return nil
                 }
-                let socket = RawWebSocket(outbound: outbound, events: events)
                 let result = try await body(socket)
                 group.cancelAll()
                 return result
@@ -69,11 +73,39 @@ final class RawWebSocket: Sendable {
         }
     }
 
+    /// Stops reading from the socket (after the chunk in hand).
+    func pauseReading() {
+        gate.withLock { $0.paused = true }
+    }
+
+    func resumeReading() {
+        let waiters = gate.withLock { state in
+            state.paused = false
+            defer { state.waiters.removeAll() }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    private func waitWhilePaused() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let resumeNow = gate.withLock { state in
+                if state.paused { state.waiters.append(continuation) }
+                return !state.paused
+            }
+            if resumeNow { continuation.resume() }
+        }
+    }
+
     /// Sends frames in one TCP write (masked, as a client must).
-    func send(_ frames: Frame..., reservedBits: UInt8 = 0) async throws {
+    func send(_ frames: Frame...) async throws {
+        try await send(frames)
+    }
+
+    func send(_ frames: [Frame]) async throws {
         var bytes: [UInt8] = []
         for frame in frames {
-            bytes.append((frame.fin ? 0x80 : 0) | reservedBits << 4 | frame.opcode)
+            bytes.append((frame.fin ? 0x80 : 0) | frame.opcode)
             let count = frame.payload.count
             if count < 126 {
                 bytes.append(0x80 | UInt8(count))
