@@ -98,7 +98,10 @@ extension ChargePointEngine {
         } catch {
             // Timeout or connection loss: keep it at the head and retry (after reconnect).
         }
-        publish()
+        // A delivered MeterValues changes only the queue's depth; the rest is rebuilt when a
+        // start or a stop changed transaction ids (the snapshot is rebuilt often: it was a
+        // twentieth of the simulator's time in sessions-max).
+        if message.isMeterValues { publishQueueDepth() } else { publish() }
     }
 
     private func isStart(_ m: TransactionMessage) -> Bool {
@@ -241,7 +244,7 @@ extension ChargePointEngine {
                 )))
                 session.nextMeterAt = max(session.nextMeterAt + meterInterval, now + meterInterval / 2)
                 connectors[c].session = session
-                publish()
+                publishQueueDepth()
                 did = true
             }
         }

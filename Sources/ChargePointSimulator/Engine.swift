@@ -559,6 +559,12 @@ final class ChargePointEngine {
         }
     }
 
+    /// Publishes the transaction queue's depth alone (what a MeterValues enqueued or delivered changes).
+    func publishQueueDepth() {
+        let queued = txQueue.count
+        box.update { $0.queuedTransactionMessages = queued }
+    }
+
     func earliest(_ a: Instant?, _ b: Instant?) -> Instant? {
         switch (a, b) {
         case (nil, nil): nil
