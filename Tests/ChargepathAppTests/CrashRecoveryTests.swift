@@ -96,10 +96,25 @@ final class ServerProcess: Sendable {
         }
         // The call whose answer never came is sent again, under the same key, when the charger is back.
         try await TestCharger.with(url: url) { charger in
-            _ = try await charger.boot()
-            let (action, payload) = try await ServerCallTests.answerNextCall(charger) { #"[3,"\#($0)",{"status":"Rejected"}]"# }
-            #expect(action == "RemoteStartTransaction")
-            #expect(payload["connectorId"] == 2)
+            // The resent call goes out as soon as the charger is connected: it may come before or
+            // after the answer to the BootNotification (a charger that reconnects without
+            // rebooting sends none), and a charger takes a CALL while it waits for an answer.
+            try await charger.send(#"[2,"boot-2","BootNotification",{"chargePointVendor":"Acme","chargePointModel":"Fast-1"}]"#)
+            var booted = false
+            var asked: (action: String, payload: JSONValue)?
+            while !booted || asked == nil {
+                switch try await charger.nextFrame() {
+                case .callResult(let id, _) where id == "boot-2":
+                    booted = true
+                case .call(let id, let action, let payload) where asked == nil:
+                    asked = (action, payload)
+                    try await charger.send(#"[3,"\#(id)",{"status":"Rejected"}]"#)
+                case let other:
+                    throw TestFailure("unexpected frame after the restart: \(other)")
+                }
+            }
+            #expect(asked?.action == "RemoteStartTransaction")
+            #expect(asked?.payload["connectorId"] == 2)
             try await eventually(timeout: .seconds(15), "the resent call's answer is applied") {
                 let execution = try await Self.execution(second.api, waitingOnAnswer)
                 return execution["status"] == "FAILED" && execution["error"]?["reason"] == "Rejected"
