@@ -127,17 +127,11 @@ final class ChargerSocketHandler: ChannelDuplexHandler, RemovableChannelHandler 
             ])
             writeCloseFrame(code, reason: reason, context: context)
         case .echoCloseAndShutDown(let code):
-            var buffer = context.channel.allocator.buffer(capacity: 2)
-            if let code { buffer.write(webSocketErrorCode: code) }
-            let frame = WebSocketFrame(fin: true, opcode: .connectionClose, data: buffer)
+            let frame = Self.closeFrame(code, allocator: context.channel.allocator)
             context.writeAndFlush(wrapOutboundOut(frame)).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
         case .shutDown:
             context.close(promise: nil)
         }
-    }
-
-    func channelReadComplete(context: ChannelHandlerContext) {
-        context.fireChannelReadComplete()
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
@@ -200,14 +194,23 @@ final class ChargerSocketHandler: ChannelDuplexHandler, RemovableChannelHandler 
 
     // MARK: Helpers
 
+    /// A close frame: the code (none when nil, as when echoing a close without one) and as much of
+    /// `reason` as fits: a control frame's payload is at most 125 bytes, 2 of them the code.
+    private static func closeFrame(_ code: WebSocketErrorCode?, reason: String = "", allocator: ByteBufferAllocator) -> WebSocketFrame {
+        var buffer = allocator.buffer(capacity: 2 + reason.utf8.count)
+        if let code {
+            buffer.write(webSocketErrorCode: code)
+            var fitting = Substring(reason)
+            while fitting.utf8.count > 123 { fitting = fitting.dropLast() }
+            buffer.writeString(String(fitting))
+        }
+        return WebSocketFrame(fin: true, opcode: .connectionClose, data: buffer)
+    }
+
     /// Writes our close frame (the state already moved to closing) and bounds the wait for the answer.
     private func writeCloseFrame(_ code: WebSocketErrorCode, reason: String, context: ChannelHandlerContext) {
-        var buffer = context.channel.allocator.buffer(capacity: 2 + reason.utf8.count)
-        buffer.write(webSocketErrorCode: code)
-        // A close frame's payload is at most 125 bytes: the code and up to 123 of the reason.
-        buffer.writeString(String(decoding: reason.utf8.prefix(123), as: UTF8.self))
         // Not through self.write: the state says closing, and the close frame is the exception.
-        context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: buffer)), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(Self.closeFrame(code, reason: reason, allocator: context.channel.allocator)), promise: nil)
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
         closeTimer = context.eventLoop.scheduleTask(in: TimeAmount(configuration.closeTimeout)) {
             handler.value.context?.close(promise: nil)
@@ -223,9 +226,7 @@ final class ChargerSocketHandler: ChannelDuplexHandler, RemovableChannelHandler 
             context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .ping, data: ByteBuffer())), promise: nil)
         case .giveUp:
             logger.info("A charger did not answer a ping within a ping period; closing its socket")
-            var buffer = context.channel.allocator.buffer(capacity: 2)
-            buffer.write(webSocketErrorCode: .goingAway)
-            context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: buffer)), promise: nil)
+            context.writeAndFlush(wrapOutboundOut(Self.closeFrame(.goingAway, allocator: context.channel.allocator)), promise: nil)
             context.close(promise: nil)
         }
     }
