@@ -18,13 +18,17 @@ public final class ChargerSocket: Sendable {
     /// Sends one text message without waiting for it to be written: the answers to a charger's
     /// CALLs and the CALLs to it. Reads stop while the socket cannot write, so these are bounded.
     public func send(_ text: String) {
-        channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .text, data: channel.allocator.buffer(string: text)), promise: nil)
+        channel.writeAndFlush(textFrame(text), promise: nil)
     }
 
     /// Sends one text message and waits until the network layer took it (`@connections` pushes).
     /// Throws when the socket is closing or closed.
     public func write(_ text: String) async throws {
-        try await channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .text, data: channel.allocator.buffer(string: text)))
+        try await channel.writeAndFlush(textFrame(text))
+    }
+
+    private func textFrame(_ text: String) -> WebSocketFrame {
+        WebSocketFrame(fin: true, opcode: .text, data: channel.allocator.buffer(string: text))
     }
 
     /// Starts the close handshake: a close frame now, the TCP connection closed when the charger
@@ -58,7 +62,7 @@ public final class ChargerSocket: Sendable {
 /// for as long as the socket lives, plus an async channel's buffers; with tens of thousands of
 /// mostly idle chargers per node that was most of each connection's memory (BENCHMARKS.md). Here a
 /// task exists only while a message is being handled.
-final class ChargerSocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
+final class ChargerSocketHandler: ChannelDuplexHandler {
     typealias InboundIn = WebSocketFrame
     typealias OutboundIn = WebSocketFrame
     typealias OutboundOut = WebSocketFrame

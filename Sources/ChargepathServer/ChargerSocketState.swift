@@ -71,9 +71,6 @@ struct ChargerSocketState {
         phase != .closed && inbox.count < configuration.inboxCapacity
     }
 
-    /// Messages received and not yet handed to the session.
-    var waitingMessages: Int { inbox.count }
-
     /// The session has a message in hand.
     var isHandling: Bool { handling }
 

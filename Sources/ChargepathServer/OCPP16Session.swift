@@ -127,16 +127,16 @@ final class OCPP16Session: ChargerSession {
                 logger.warning("Answered a malformed frame with a CALLERROR", metadata: ["reason": "\(error)"])
                 send(frame.encode())
             case .failPendingCall(let id, let reason):
-                await complete(id: id, with: .failure(ChargerCallFailure(.malformedAnswer(reason))))
+                complete(id: id, with: .failure(ChargerCallFailure(.malformedAnswer(reason))))
             }
         case .success(.call(let id, let action, let payload)):
             await handleCall(id: id, action: action, payload: payload)
         case .success(.callResult(let id, let payload)):
-            await complete(id: id, with: .success(payload))
+            complete(id: id, with: .success(payload))
         case .success(.callError(let id, let code, let description, let details)):
             // An error code 1.6 does not define counts as GenericError (OCPP-J 1.6 §4.2.3).
             let known = OCPPErrorCode(wireName: code) != nil ? code : OCPPErrorCode.genericError.wireName(for: .ocpp16)
-            await complete(id: id, with: .failure(ChargerCallFailure(.callError(code: known, description: description, details: details))))
+            complete(id: id, with: .failure(ChargerCallFailure(.callError(code: known, description: description, details: details))))
         }
     }
 
@@ -281,7 +281,7 @@ final class OCPP16Session: ChargerSession {
         }
     }
 
-    private func complete(id: String, with result: Result<JSONValue, ChargerCallFailure>) async {
+    private func complete(id: String, with result: Result<JSONValue, ChargerCallFailure>) {
         let (waiter, next): (AsyncThrowingStream<JSONValue, any Error>.Continuation?, OutgoingCall<String>?) = calls.withLock { state in
             switch state.correlator.receiveResult(id: id, now: .now) {
             case .matched(let call, let next):
