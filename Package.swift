@@ -40,11 +40,17 @@ let package = Package(
         // Pure protocol core: Foundation only.
         .target(name: "OCPPCore", swiftSettings: swiftSettings),
         .target(name: "OCPP16", dependencies: ["OCPPCore"], swiftSettings: swiftSettings),
+        // Running a task on a NIO event loop (server charger messages, simulated chargers).
+        .target(
+            name: "EventLoopExecutor",
+            dependencies: [.product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: swiftSettings
+        ),
         // A charger as a charger sees it (never imports Chargepath*).
         .target(
             name: "ChargePointSimulator",
             dependencies: [
-                "OCPPCore", "OCPP16",
+                "OCPPCore", "OCPP16", "EventLoopExecutor",
                 // WSClient cannot bind a local address nor report a refused upgrade's status and body,
                 // so the client is built on NIOWebSocket's client upgrader directly.
                 .product(name: "Logging", package: "swift-log"),
@@ -82,7 +88,7 @@ let package = Package(
         .target(
             name: "ChargepathServer",
             dependencies: [
-                "Chargepath", "OCPPCore", "OCPP16", "ChargepathWorkflows",
+                "Chargepath", "OCPPCore", "OCPP16", "ChargepathWorkflows", "EventLoopExecutor",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "WSCore", package: "swift-websocket"),
@@ -152,6 +158,7 @@ let package = Package(
             name: "ChargepathAppTests",
             dependencies: [
                 "ChargepathApp", "ChargepathPostgres", "ChargepathServer", "Chargepath", "ChargepathWorkflows", "OCPPCore", "ChargePointSimulator",
+                "EventLoopExecutor",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "WSClient", package: "swift-websocket"),
                 .product(name: "Hummingbird", package: "hummingbird"),

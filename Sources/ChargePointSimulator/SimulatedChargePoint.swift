@@ -1,6 +1,7 @@
 public import Logging
 public import OCPP16
 public import OCPPCore
+import EventLoopExecutor
 import NIOCore
 import NIOPosix
 import Synchronization
@@ -75,19 +76,24 @@ public final class SimulatedChargePoint: Sendable {
         guard !started.exchange(true, ordering: .relaxed) else {
             throw SimulatorError(.invalidConfiguration, "run() was already called on \(configuration.identity)")
         }
+        // One event loop for everything this charger does: its socket, its timers, and its engine's
+        // task, so that a message, its answer and the next timer never hop between threads.
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
         let engine: ChargePointEngine
         do {
             engine = try ChargePointEngine(
                 config: configuration, events: events, eventsContinuation: eventsContinuation,
                 inbound: inboundContinuation, box: box, hook: hook, stats: stats,
-                scenario: scenario, rateLimiter: rateLimiter, group: MultiThreadedEventLoopGroup.singleton, logger: logger
+                scenario: scenario, rateLimiter: rateLimiter, group: loop, logger: logger
             )
         } catch {
             eventsContinuation.finish()
             box.finish()
             throw error
         }
-        try await engine.run()
+        try await withTaskExecutorPreference(EventLoopTaskExecutor.for(loop)) {
+            try await engine.run()
+        }
     }
 
     /// Runs the charger in a child task around `body`, then stops it.

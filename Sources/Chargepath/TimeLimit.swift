@@ -45,8 +45,8 @@ public func withTimeLimit<T: Sendable>(_ limit: Duration, _ operation: @escaping
 /// tick cost 8% of the server's CPU in a boot storm of 10,000 chargers. A removed deadline leaves
 /// its heap slot behind (skipped when it comes up); the heap is rebuilt from the live ones when
 /// the stale slots outnumber them, so it stays within a small multiple of the pending count.
-final class DeadlineSweeper: Sendable {
-    static let shared = DeadlineSweeper(granularity: .milliseconds(25))
+package final class DeadlineSweeper: Sendable {
+    package static let shared = DeadlineSweeper(granularity: .milliseconds(25))
 
     private struct Entry {
         let deadline: ContinuousClock.Instant
@@ -79,7 +79,7 @@ final class DeadlineSweeper: Sendable {
     }
 
     /// Calls `fire` once `deadline` has passed, unless `remove` comes first. Returns the entry's id.
-    func add(deadline: ContinuousClock.Instant, fire: @escaping @Sendable () -> Void) -> UInt64 {
+    package func add(deadline: ContinuousClock.Instant, fire: @escaping @Sendable () -> Void) -> UInt64 {
         let (id, startSweeping) = state.withLock { state -> (UInt64, Bool) in
             let id = state.nextID
             state.nextID &+= 1
@@ -93,7 +93,7 @@ final class DeadlineSweeper: Sendable {
         return id
     }
 
-    func remove(_ id: UInt64) {
+    package func remove(_ id: UInt64) {
         state.withLock { state in
             if state.entries.removeValue(forKey: id) != nil { state.compactIfMostlyStale() }
         }

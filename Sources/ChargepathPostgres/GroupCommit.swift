@@ -17,8 +17,9 @@ import Synchronization
 ///   batches (the connection pool bounds those). A charger has one CALL in flight at a time, so each
 ///   connection holds at most one waiting item.
 /// - The lock is held only to move items in and out of the queue, never across an `await`.
-/// - A batch is every waiting caller's work, so it runs detached from the cancellation of the caller
-///   that happens to carry it. Waiting callers are not cancellable: the wait lasts one batch.
+/// - A batch runs in the task of the caller that leads it; if that caller is cancelled and the batch
+///   fails, the others write their items alone, as after any failed batch. Waiting callers are not
+///   cancellable: the wait lasts one batch.
 package final class GroupCommit<Item: Sendable, Result: Sendable>: Sendable {
     package struct Configuration: Sendable {
         /// The most items written in one statement.
@@ -115,7 +116,7 @@ package final class GroupCommit<Item: Sendable, Result: Sendable>: Sendable {
         case .committed(let result):
             return result
         case .writeAlone:
-            return try await detached([item])[0]
+            return try await write([item])[0]
         case .lead(let others):
             return try await lead(item, others)
         }
@@ -124,7 +125,7 @@ package final class GroupCommit<Item: Sendable, Result: Sendable>: Sendable {
     private func lead(_ item: Item, _ others: [Waiter]) async throws -> Result {
         let outcome: Swift.Result<[Result], any Error>
         do {
-            outcome = .success(try await detached([item] + others.map(\.item)))
+            outcome = .success(try await write([item] + others.map(\.item)))
         } catch {
             outcome = .failure(error)
         }
@@ -138,7 +139,7 @@ package final class GroupCommit<Item: Sendable, Result: Sendable>: Sendable {
             handOff(batchSize: others.count + 1, failed: true)
             guard !others.isEmpty else { throw failure }
             for waiter in others { waiter.continuation.resume(returning: .writeAlone) }
-            return try await detached([item])[0]
+            return try await write([item])[0]
         }
     }
 
@@ -163,13 +164,6 @@ package final class GroupCommit<Item: Sendable, Result: Sendable>: Sendable {
             return (batch.first!, Array(batch.dropFirst()))
         }
         if let next { next.leader.continuation.resume(returning: .lead(next.others)) }
-    }
-
-    /// Runs one write in a task of its own: the items are other callers' too, so the cancellation of
-    /// the task that carries the batch must not fail it.
-    private func detached(_ items: [Item]) async throws -> [Result] {
-        let write = self.write
-        return try await Task { try await write(items) }.value
     }
 }
 

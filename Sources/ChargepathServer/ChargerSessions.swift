@@ -9,8 +9,9 @@ public import Logging
 
 /// What happens on one charger connection once it is recorded: the protocol layer plugs in here.
 public protocol ChargerSession: AnyObject, Sendable {
-    /// Called once per text message, in order; the read loop waits for it before reading the next.
-    func handle(text: String) async
+    /// Called once per text message, in order; the next message waits until this returns or lets
+    /// `turn` go.
+    func handle(text: String, turn: MessageTurn) async
     /// Sends a CALL to the charger and waits for its answer.
     func call(action: String, payload: JSONValue) async throws -> JSONValue
     /// The socket closed: fail whatever still waits on it.
@@ -102,9 +103,9 @@ public struct ChargerSessions: Sendable {
         )
         let registry = self.registry
         let connectionID = upgrade.connectionID
-        socket.start { text in
+        socket.start { text, turn in
             registry.markActive(connectionID)
-            await session.handle(text: text)
+            await session.handle(text: text, turn: turn)
         }
         socket.whenClosed { closeCode in
             Task {

@@ -1,4 +1,6 @@
+import EventLoopExecutor
 import NIOCore
+import Synchronization
 public import NIOWebSocket
 import Logging
 
@@ -38,8 +40,9 @@ public final class ChargerSocket: Sendable {
     }
 
     /// Starts delivering the charger's messages to `receive`, one at a time, in order: the next
-    /// waits until `receive` returned for the previous one.
-    func start(_ receive: @escaping @Sendable (String) async -> Void) {
+    /// waits until `receive` returned for the previous one, or until it let the message go
+    /// earlier (`MessageTurn.letGo`).
+    func start(_ receive: @escaping @Sendable (String, MessageTurn) async -> Void) {
         let handler = self.handler
         channel.eventLoop.execute { handler.value.attach(receive) }
     }
@@ -82,13 +85,15 @@ final class ChargerSocketHandler: ChannelDuplexHandler {
     private var state: ChargerSocketState
     private let configuration: Configuration
     private let logger: Logger
-    private var receive: (@Sendable (String) async -> Void)?
+    private var receive: (@Sendable (String, MessageTurn) async -> Void)?
     private var context: ChannelHandlerContext?
     private var pendingRead = false
     private var pings: RepeatedTask?
     private var onClosed: ((WebSocketErrorCode?) -> Void)?
     private var inactive = false
     private var closeTimer: Scheduled<Void>?
+    /// Where the message tasks run: this channel's event loop.
+    private var executor: EventLoopTaskExecutor?
 
     var closeCode: WebSocketErrorCode? { state.closeCode }
 
@@ -100,6 +105,7 @@ final class ChargerSocketHandler: ChannelDuplexHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        self.executor = EventLoopTaskExecutor.for(context.eventLoop)
         if let interval = configuration.pingInterval {
             let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
             let period = TimeAmount(interval)
@@ -235,7 +241,7 @@ final class ChargerSocketHandler: ChannelDuplexHandler {
         }
     }
 
-    fileprivate func attach(_ receive: @escaping @Sendable (String) async -> Void) {
+    fileprivate func attach(_ receive: @escaping @Sendable (String, MessageTurn) async -> Void) {
         guard let context else { return }
         self.receive = receive
         if let text = state.attach() { deliver(text, context: context) }
@@ -243,13 +249,16 @@ final class ChargerSocketHandler: ChannelDuplexHandler {
     }
 
     private func deliver(_ text: String, context: ChannelHandlerContext) {
-        guard let receive else { return }
+        guard let receive, let executor else { return }
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
         let eventLoop = context.eventLoop
-        Task {
-            await receive(text)
-            eventLoop.execute { handler.value.handled() }
-        }
+        let turn = MessageTurn { eventLoop.execute { handler.value.handled() } }
+        // The one task of this message: the session handles it here, inline (a time limit on the
+        // answer lets the message go without a second task; see `MessageTurn`).
+        turn.started(Task(executorPreference: executor) {
+            await receive(text, turn)
+            turn.letGo()
+        })
     }
 
     private func handled() {
@@ -287,5 +296,55 @@ final class ChargerSocketHandler: ChannelDuplexHandler {
         pings = nil
         closeTimer?.cancel()
         closeTimer = nil
+    }
+}
+
+/// One message's hold on its socket: the socket delivers the next message once this one is let
+/// go, which happens when the session returns from it, or earlier, when the session answered
+/// the charger at a time limit while the work goes on (`abandon`).
+///
+/// Why not a second task racing a deadline (`withTimeLimit`): that cost every charger CALL a
+/// second task and two more hops between threads; here the message's own task does the work, and
+/// the deadline only answers and lets go.
+public final class MessageTurn: Sendable {
+    private struct State {
+        var done = false
+        var work: Task<Void, Never>?
+        var cancelWhenStarted = false
+    }
+
+    private let state = Mutex(State())
+    private let onLetGo: @Sendable () -> Void
+
+    init(onLetGo: @escaping @Sendable () -> Void) {
+        self.onLetGo = onLetGo
+    }
+
+    /// The task handling the message, once it is created.
+    fileprivate func started(_ work: Task<Void, Never>) {
+        let cancel = state.withLock { state in
+            state.work = work
+            return state.cancelWhenStarted
+        }
+        if cancel { work.cancel() }
+    }
+
+    /// The socket may deliver the next message. Only the first call counts.
+    public func letGo() {
+        let first = state.withLock { state in
+            defer { state.done = true }
+            return !state.done
+        }
+        if first { onLetGo() }
+    }
+
+    /// Lets the message go and cancels the work still being done for it.
+    public func abandon() {
+        let work = state.withLock { state in
+            if state.work == nil { state.cancelWhenStarted = true }
+            return state.work
+        }
+        work?.cancel()
+        letGo()
     }
 }

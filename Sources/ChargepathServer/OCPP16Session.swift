@@ -117,7 +117,7 @@ final class OCPP16Session: ChargerSession {
 
     // MARK: Frames from the charger
 
-    func handle(text: String) async {
+    func handle(text: String, turn: MessageTurn) async {
         switch OCPPFrame.decode(text: text, version: .ocpp16) {
         case .failure(let error):
             switch error.disposition(for: .ocpp16) {
@@ -130,7 +130,7 @@ final class OCPP16Session: ChargerSession {
                 complete(id: id, with: .failure(ChargerCallFailure(.malformedAnswer(reason))))
             }
         case .success(.call(let id, let action, let payload)):
-            await handleCall(id: id, action: action, payload: payload)
+            await handleCall(id: id, action: action, payload: payload, turn: turn)
         case .success(.callResult(let id, let payload)):
             complete(id: id, with: .success(payload))
         case .success(.callError(let id, let code, let description, let details)):
@@ -140,7 +140,7 @@ final class OCPP16Session: ChargerSession {
         }
     }
 
-    private func handleCall(id: String, action: String, payload: JSONValue) async {
+    private func handleCall(id: String, action: String, payload: JSONValue, turn: MessageTurn) async {
         let (lastAnswered, current) = loop.withLock { ($0.lastAnswered, $0.session) }
         if let last = lastAnswered, last.id == id, last.action == action {
             // A resent CALL (the charger missed our answer, or sent it twice): answer again, do nothing twice.
@@ -152,26 +152,36 @@ final class OCPP16Session: ChargerSession {
         // remote start waiting for the boot, provisioning after it) must not reach the charger
         // before the answer to its BootNotification does.
         calls.withLock { $0.answering = true }
+        if OCPP16Handler.answersWithoutStorage(action, state: current) {
+            let answered = await respond(id: id, action: action, payload: payload, state: current)
+            answer(id: id, action: action, reply: answered.reply, state: answered.state)
+            return
+        }
         // Everything the CALL needs (validation, the handler, the database, waking workflows) is
         // bounded by one time limit: a database that does not answer gets the charger an
-        // InternalError in time, and the connection goes on reading.
-        let reply: String
-        do {
-            let answered = OCPP16Handler.answersWithoutStorage(action, state: current)
-                ? await respond(id: id, action: action, payload: payload, state: current)
-                : try await withTimeLimit(configuration.handlerTimeout) { [self] in
-                    await self.respond(id: id, action: action, payload: payload, state: current)
-                }
-            reply = answered.reply
-            loop.withLock {
-                $0.session = answered.state
-                $0.lastAnswered = (id, action, reply)
-            }
-        } catch {
+        // InternalError in time, the work is cancelled, and the socket goes on to the next message.
+        // The work runs in this task; the deadline answers from the sweeper (no second task per CALL).
+        let answered = Mutex(false)
+        let limit = configuration.handlerTimeout
+        let deadline = DeadlineSweeper.shared.add(deadline: .now + limit) { [self] in
+            guard Self.claim(answered) else { return }
             logger.error("Could not handle a CALL in time; answering InternalError",
-                         metadata: ["ocpp.action": "\(action)", "ocpp.message_id": "\(id)", "error": "\(String(reflecting: error))"])
-            reply = Self.error(id, .internalError, "The central system could not store this message right now; send it again later.").encode()
-            loop.withLock { $0.lastAnswered = (id, action, reply) }
+                         metadata: ["ocpp.action": "\(action)", "ocpp.message_id": "\(id)", "limit": "\(limit)"])
+            answer(id: id, action: action, reply: Self.error(id, .internalError, Self.storeUnavailable).encode(), state: nil)
+            turn.abandon()
+        }
+        let result = await respond(id: id, action: action, payload: payload, state: current)
+        DeadlineSweeper.shared.remove(deadline)
+        guard Self.claim(answered) else { return }
+        answer(id: id, action: action, reply: result.reply, state: result.state)
+    }
+
+    /// Sends the answer to a charger's CALL, remembers it (and the session state after it, nil when
+    /// unchanged), and sends the CALLs held while it was prepared.
+    private func answer(id: String, action: String, reply: String, state: OCPP16SessionState?) {
+        loop.withLock {
+            if let state { $0.session = state }
+            $0.lastAnswered = (id, action, reply)
         }
         send(reply)
         let held = calls.withLock { state in
@@ -181,6 +191,16 @@ final class OCPP16Session: ChargerSession {
         }
         for call in held { send(call) }
     }
+
+    /// True for the first of the answer and the deadline to claim the CALL's answer.
+    private static func claim(_ answered: borrowing Mutex<Bool>) -> Bool {
+        answered.withLock { answered in
+            defer { answered = true }
+            return !answered
+        }
+    }
+
+    static let storeUnavailable = "The central system could not store this message right now; send it again later."
 
     /// Validates and handles one CALL; returns the answer's text and the session state after it.
     /// Workflows waiting for the message hear of it once it is stored, before the charger is

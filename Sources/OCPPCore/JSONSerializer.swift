@@ -79,3 +79,11 @@ enum JSONWriter {
         out.append(0x22)
     }
 }
+
+/// Pieces of JSON text for code that writes a known shape directly, without building a `JSONValue`.
+public enum JSONText {
+    /// Appends `s` as a JSON string (quoted and escaped as `JSONValue.serialized` does).
+    public static func appendString(_ s: String, to out: inout [UInt8]) {
+        JSONWriter.writeString(s, into: &out)
+    }
+}

@@ -1,4 +1,5 @@
 import Chargepath
+import ChargepathPostgres
 import Foundation
 import OCPP16
 import OCPPCore
@@ -50,5 +51,29 @@ import Testing
         let payload = try JSONValue.parse(#"{"connectorId":1,"meterValue":[{"timestamp":"yesterday","sampledValue":[{"value":"1"}]}]}"#)
         #expect(OCPP16Handler.meterValues(payload) == nil)
         #expect(throws: (any Error).self) { try Self.viaCodable(payload) }
+    }
+
+    /// The stored JSON of a reading is written directly (`MeterReading.text`); it must be exactly
+    /// what serializing the `JSONValue` of each sampled value gives, escapes and all, and the
+    /// samples must be grouped by timestamp in the order they came.
+    @Test func aReadingsStoredJSONIsWhatSerializingItsValuesGives() throws {
+        let t1 = Date(timeIntervalSince1970: 1_795_000_000.123)
+        let t2 = t1.addingTimeInterval(60)
+        let samples = [
+            MeterSample(sampledAt: t1, value: "4054865", context: "Sample.Periodic", format: "Raw",
+                        measurand: "Energy.Active.Import.Register", phase: "L1-N", location: "Outlet", unit: "Wh"),
+            MeterSample(sampledAt: t2, value: "quote \" backslash \\ tab \t nl \n bell \u{07}"),
+            MeterSample(sampledAt: t1, value: "é ✓ 𝄞 /slash", unit: "W"),
+            MeterSample(sampledAt: t2, value: "", measurand: "SoC"),
+        ]
+        let readings = MeterReading.group(samples)
+        #expect(readings.map(\.sampledAt) == [t1, t2])
+        #expect(readings[0].samplesJSON == JSONValue.array([samples[0], samples[2]].map(MeterReading.json)).serialized())
+        #expect(readings[1].samplesJSON == JSONValue.array([samples[1], samples[3]].map(MeterReading.json)).serialized())
+        #expect(try JSONValue.parse(readings[1].samplesJSON) == .array([samples[1], samples[3]].map(MeterReading.json)))
+        // One timestamp (most messages): one reading, the same text.
+        let single = MeterReading.group([samples[0], samples[2]])
+        #expect(single == [readings[0]])
+        #expect(MeterReading.group([]).isEmpty)
     }
 }

@@ -254,4 +254,41 @@ import Testing
             }
         }
     }
+
+    /// A CALL whose storage hangs past the time limit gets InternalError, and the charger's next
+    /// messages are handled meanwhile: the socket does not wait for the abandoned work.
+    @Test func aCallPastItsTimeLimitIsAnsweredAndTheChargersNextMessagesGoOn() async throws {
+        // A limit that the other messages meet even on a machine busy with the rest of the suite.
+        try await TestServer.with(configure: { $0.sessions.handlerTimeout = .seconds(3) }) { server in
+            try await TestCharger.with(url: server.ocppURL + "/CP-STUCK") { charger in
+                _ = try await charger.boot()
+                try await TestDatabase.withClient(server.database) { client in
+                    let lock = try await GroupCommitTests.lockMeterValues(client: client)
+                    do {
+                        let began = ContinuousClock.now
+                        let answer = try await charger.expectError(
+                            "MeterValues",
+                            #"{"connectorId":1,"meterValue":[{"timestamp":"2026-11-26T03:00:00Z","sampledValue":[{"value":"10"}]}]}"#
+                        )
+                        let waited = ContinuousClock.now - began
+                        #expect(answer == "InternalError")
+                        #expect(waited >= .seconds(3) && waited < .seconds(9))
+                        // The MeterValues insert still waits for the lock, which is released only after
+                        // these: a socket that waited for that work would never answer them.
+                        _ = try await charger.expectResult("StatusNotification", #"{"connectorId":1,"errorCode":"NoError","status":"Available"}"#)
+                        _ = try await charger.expectResult("Heartbeat", "{}")
+                    } catch {
+                        try? await lock.release()
+                        throw error
+                    }
+                    try await lock.release()
+                }
+                // Once the table is free again, MeterValues are stored as usual.
+                _ = try await charger.expectResult(
+                    "MeterValues",
+                    #"{"connectorId":1,"meterValue":[{"timestamp":"2026-11-26T03:00:01Z","sampledValue":[{"value":"11"}]}]}"#
+                )
+            }
+        }
+    }
 }
