@@ -33,7 +33,7 @@ let package = Package(
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
         // Already in the graph (SwiftNIO's Deque); Chargepath's deadlines use its Heap.
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
-        // The in-test central system that the simulator tests talk to, and the benchmark's echo server.
+        // The in-test central system that the simulator tests talk to.
         .package(url: "https://github.com/hummingbird-project/hummingbird-websocket.git", from: "2.8.1"),
     ],
     targets: [
@@ -133,10 +133,10 @@ let package = Package(
         .executableTarget(
             name: "BenchEchoServer",
             dependencies: [
-                .product(name: "Hummingbird", package: "hummingbird"),
-                .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
-                .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),

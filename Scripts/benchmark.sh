@@ -3,8 +3,9 @@
 # machine, drives it with `chargepath simulate`, and prints one table with absolute figures and
 # ratios measured in the same run.
 #
-# Systems:  echo        the ceiling: chargepath-echo, a bare Hummingbird/NIO WebSocket server that
-#                       answers every CALL with a constant CALLRESULT
+# Systems:  echo        the ceiling: chargepath-echo, a bare NIO WebSocket server (the stack of the
+#                       charger gateway) that answers every CALL with a constant CALLRESULT
+#                       on the event loop
 #           peer        ocpp-csms from PyPI (asyncio/aiohttp, state in memory), in a venv made here
 #           chargepath  `chargepath serve` on its embedded PostgreSQL, everything persisted
 # Scenarios: heartbeat, sessions (sessions-max, sessions-half, sessions-1s), boot-storm, idle,

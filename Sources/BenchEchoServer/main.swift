@@ -1,16 +1,22 @@
-// chargepath-echo: the benchmark's ceiling. A bare OCPP-J "echo" on the same stack as Chargepath
-// (Hummingbird 2 + NIO WebSocket): it accepts any path, offers ocpp1.6, and answers every CALL
-// `[2,"<id>",...]` with a constant CALLRESULT `{"currentTime":...}`. It parses only the message id
-// and compares the action's first bytes with three constants, so that simulated chargers can boot
-// (BootNotification: Accepted) and charge (Authorize, StartTransaction: Accepted, transaction 1).
-// It keeps no state and touches no disk.
+// chargepath-echo: the benchmark's ceiling. A bare OCPP-J "echo" on the same stack as Chargepath's
+// charger gateway (NIO's HTTP/1 server, WebSocket upgrader and frame codec, with the WebSocket
+// messages handled by a channel handler on the event loop, as `ChargerSocketHandler` does): it
+// accepts any path, offers ocpp1.6, and answers every CALL `[2,"<id>",...]` with a constant
+// CALLRESULT `{"currentTime":...}`, written in the same loop iteration that read it, with no task.
+// It parses only the message id and compares the action's first bytes with three constants, so
+// that simulated chargers can boot (BootNotification: Accepted) and charge (Authorize,
+// StartTransaction: Accepted, transaction 1). It keeps no state and touches no disk.
+//
+// Until 2026-11-26 this was a Hummingbird 2 + hummingbird-websocket server (a task per socket and
+// an async sequence per message); once Chargepath's own gateway dropped those, it answered
+// heartbeats faster than that echo, which was then no ceiling (BENCHMARKS.md).
 //
 //   chargepath-echo [--host 127.0.0.1] [--port 9100] [--interval 300]
 import Foundation
-import Hummingbird
-import HummingbirdWebSocket
-import Logging
 import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOWebSocket
 
 var host = "127.0.0.1"
 var port = 9100
@@ -65,25 +71,57 @@ let startAction = Array(#","StartTransaction""#.utf8)
     return #"[3,""# + id + #"""# + tail
 }
 
-var logger = Logger(label: "chargepath-echo")
-logger.logLevel = .warning
-let router = Router()
-router.get("/health") { _, _ in "ok" }
-let app = Application(
-    router: router,
-    server: .http1WebSocketUpgrade(configuration: .init(ws: .init(maxFrameSize: 65_536))) { _, _, _ in
-        .upgrade([.secWebSocketProtocol: "ocpp1.6"]) { inbound, outbound, _ in
-            for try await message in inbound.messages(maxSize: 65_536) {
-                guard case .text(let text) = message, let reply = answer(text) else { continue }
-                try await outbound.write(.text(reply))
-            }
+/// After the upgrade: whole messages (NIO's aggregator joins fragments) answered at once; pings
+/// answered; a close echoed, then the connection closed. Writes are flushed once per read burst.
+final class EchoHandler: ChannelInboundHandler {
+    typealias InboundIn = WebSocketFrame
+    typealias OutboundOut = WebSocketFrame
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        switch frame.opcode {
+        case .text:
+            guard let reply = answer(String(buffer: frame.unmaskedData)) else { return }
+            let buffer = context.channel.allocator.buffer(string: reply)
+            context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .text, data: buffer)), promise: nil)
+        case .ping:
+            context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)), promise: nil)
+        case .connectionClose:
+            context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: frame.unmaskedData)))
+                .whenComplete { _ in context.close(promise: nil) }
+        default:
+            break
         }
-    },
-    configuration: .init(address: .hostname(host, port: port), serverName: nil),
-    onServerRunning: { [host, port] channel in
-        let line = "chargepath-echo listening on ws://\(host):\(channel.localAddress?.port ?? port)/\n"
-        FileHandle.standardOutput.write(Data(line.utf8))
-    },
-    logger: logger
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        context.flush()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+}
+
+let upgrader = NIOWebSocketServerUpgrader(
+    maxFrameSize: 65_536,
+    shouldUpgrade: { channel, _ in channel.eventLoop.makeSucceededFuture(["Sec-WebSocket-Protocol": "ocpp1.6"]) },
+    upgradePipelineHandler: { channel, _ in
+        channel.eventLoop.makeCompletedFuture {
+            try channel.pipeline.syncOperations.addHandler(
+                NIOWebSocketFrameAggregator(minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 64, maxAccumulatedFrameSize: 65_536)
+            )
+            try channel.pipeline.syncOperations.addHandler(EchoHandler())
+        }
+    }
 )
-try await app.runService()
+// Hummingbird's defaults, which Chargepath's charger listener uses: backlog 256, SO_REUSEADDR.
+let bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+    .serverChannelOption(ChannelOptions.backlog, value: 256)
+    .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
+    .childChannelInitializer { channel in
+        channel.pipeline.configureHTTPServerPipeline(withServerUpgrade: (upgraders: [upgrader], completionHandler: { _ in }))
+    }
+let listener = try await bootstrap.bind(host: host, port: port).get()
+FileHandle.standardOutput.write(Data("chargepath-echo listening on ws://\(host):\(listener.localAddress?.port ?? port)/\n".utf8))
+try await listener.closeFuture.get()
