@@ -80,6 +80,8 @@ let package = Package(
                 "Chargepath", "OCPP16", "ChargepathWorkflows",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                // MD5 of a meter reading's samples: its unique key (migration 0010).
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],

@@ -423,13 +423,15 @@ SELECT 'H-' || lpad((1 + i % 1000)::text, 4, '0'), 1 + (i / 1000) % 2, 'TAG-' ||
        (i % 1000) * 100000, ts, (i % 1000) * 100000 + 20000, ts + interval '1 hour', 'Local', ts,
        ts + interval '1 hour'
 FROM generate_series(1, :tx) i, LATERAL (SELECT timestamptz '2026-01-01 00:00:00+00' + i * interval '5 minutes' AS ts) t;
--- One reading (migration 0009) per energy value: `per` readings of one sampled value each.
-INSERT INTO meter_readings (charge_point_id, connector_id, transaction_id, sampled_at, samples, source, received_at)
+-- One reading (migration 0009) per energy value: `per` readings of one sampled value each; the
+-- hash of its samples is its unique key's (migration 0010).
+INSERT INTO meter_readings (charge_point_id, connector_id, transaction_id, sampled_at, samples, source, received_at, samples_hash)
 SELECT t.charge_point_id, t.connector_id, t.transaction_id, t.started_at + k * interval '6 minutes',
-       jsonb_build_array(jsonb_build_object('value', (t.meter_start + k * 2000)::text, 'context', 'Sample.Periodic',
-           'format', 'Raw', 'measurand', 'Energy.Active.Import.Register', 'unit', 'Wh')),
-       'MeterValues', t.started_at + k * interval '6 minutes'
-FROM transactions t CROSS JOIN generate_series(1, :per) k WHERE t.charge_point_id LIKE 'H-%';
+       r.samples, 'MeterValues', t.started_at + k * interval '6 minutes', meter_samples_hash(r.samples)
+FROM transactions t CROSS JOIN generate_series(1, :per) k
+CROSS JOIN LATERAL (SELECT jsonb_build_array(jsonb_build_object('value', (t.meter_start + k * 2000)::text, 'context', 'Sample.Periodic',
+           'format', 'Raw', 'measurand', 'Energy.Active.Import.Register', 'unit', 'Wh')) AS samples) r
+WHERE t.charge_point_id LIKE 'H-%';
 VACUUM ANALYZE;
 SQL
     log "  loaded in $(( $(date +%s) - start_load )) s"

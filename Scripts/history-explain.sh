@@ -35,12 +35,13 @@ SELECT 'CP-' || lpad((n % 1000 + 1)::text, 4, '0'), n % 2 + 1, 'TAG-' || (n % 50
     CASE WHEN n <= 99800 THEN 'EVDisconnected' END, now(), NULL
 FROM generate_series(1, 100000) AS n;
 -- 10 readings (migration 0009) of one sample each per transaction: 1,000,000 meter values.
-INSERT INTO meter_readings (charge_point_id, connector_id, transaction_id, sampled_at, samples, source, received_at)
+INSERT INTO meter_readings (charge_point_id, connector_id, transaction_id, sampled_at, samples, source, received_at, samples_hash)
 SELECT t.charge_point_id, t.connector_id, t.transaction_id, t.started_at + s * interval '6 minutes',
-    jsonb_build_array(jsonb_build_object('value', (t.meter_start + s * 2000)::text,
+    r.samples, 'MeterValues', now(), meter_samples_hash(r.samples)
+FROM transactions t, generate_series(0, 9) AS s,
+LATERAL (SELECT jsonb_build_array(jsonb_build_object('value', (t.meter_start + s * 2000)::text,
         'measurand', CASE WHEN s % 2 = 0 THEN 'Energy.Active.Import.Register' ELSE 'Power.Active.Import' END,
-        'unit', CASE WHEN s % 2 = 0 THEN 'Wh' ELSE 'W' END)), 'MeterValues', now()
-FROM transactions t, generate_series(0, 9) AS s;
+        'unit', CASE WHEN s % 2 = 0 THEN 'Wh' ELSE 'W' END)) AS samples) r;
 INSERT INTO status_history (charge_point_id, connector_id, status, error_code, status_at, received_at)
 SELECT 'CP-' || lpad((n % 1000 + 1)::text, 4, '0'), n % 3, 'Charging', 'NoError', timestamptz '2026-01-01' + n * interval '5 minutes', now()
 FROM generate_series(1, 100000) AS n;

@@ -4,6 +4,7 @@ public import Logging
 public import OCPP16
 package import OCPPCore
 public import PostgresNIO
+import Crypto
 
 /// The OCPP 1.6 tables (migration 0002). Each method is one statement or one transaction,
 /// committed before it returns. MeterValues from many chargers share statements and commits
@@ -182,7 +183,7 @@ public struct PostgresCentralSystemStore: CentralSystemStore {
     /// migration 0009.
     static func readingsInsert(_ writes: [MeterValuesWrite], source: String) -> PostgresQuery? {
         var chargePoints: [String] = [], connectors: [Int] = [], transactions: [Int] = [], hasTransaction: [Bool] = []
-        var received: [Date] = [], times: [String] = [], samples: [String] = []
+        var received: [Date] = [], times: [String] = [], samples: [String] = [], hashes: [Int64] = []
         for write in writes {
             for reading in MeterReading.group(write.samples) {
                 chargePoints.append(write.chargePointID)
@@ -192,15 +193,16 @@ public struct PostgresCentralSystemStore: CentralSystemStore {
                 received.append(write.receivedAt)
                 times.append(OCPP16DateTime.format(reading.sampledAt))
                 samples.append(reading.samplesJSON)
+                hashes.append(reading.samplesHash)
             }
         }
         guard !samples.isEmpty else { return nil }
         return """
-            INSERT INTO meter_readings (charge_point_id, connector_id, transaction_id, sampled_at, samples, source, received_at)
-            SELECT cp, cn, CASE WHEN has_tx THEN tx END, t::timestamptz, s::jsonb, \(source), r
+            INSERT INTO meter_readings (charge_point_id, connector_id, transaction_id, sampled_at, samples, source, received_at, samples_hash)
+            SELECT cp, cn, CASE WHEN has_tx THEN tx END, t::timestamptz, s::jsonb, \(source), r, h
             FROM unnest(\(chargePoints)::text[], \(connectors)::bigint[], \(transactions)::bigint[], \(hasTransaction)::boolean[],
-                \(received)::timestamptz[], \(times)::text[], \(samples)::text[])
-                AS s(cp, cn, tx, has_tx, r, t, s)
+                \(received)::timestamptz[], \(times)::text[], \(samples)::text[], \(hashes)::bigint[])
+                AS s(cp, cn, tx, has_tx, r, t, s, h)
             ON CONFLICT DO NOTHING
             """
     }
@@ -217,13 +219,24 @@ package struct MeterReading: Equatable {
     package var sampledAt: Date
     package var samplesJSON: String
 
+    /// The reading's part of its unique key (migration 0010): the first 64 bits of the MD5 of
+    /// PostgreSQL's text of the samples as jsonb, as `meter_samples_hash(samples)` computes it.
+    package var samplesHash: Int64 { Self.hash(canonicalText: samplesCanonicalText) }
+    private var samplesCanonicalText: [UInt8]
+
+    package init(sampledAt: Date, samples: [MeterSample]) {
+        self.sampledAt = sampledAt
+        self.samplesJSON = Self.text(samples)
+        self.samplesCanonicalText = Self.canonicalText(samples)
+    }
+
     /// The samples grouped by timestamp (in the order each timestamp first appears), each group's
     /// sampled values in the order they came.
     package static func group(_ samples: [MeterSample]) -> [MeterReading] {
         guard let first = samples.first else { return [] }
         // Most messages carry one timestamp: one reading, no grouping.
         if samples.allSatisfy({ $0.sampledAt == first.sampledAt }) {
-            return [MeterReading(sampledAt: first.sampledAt, samplesJSON: text(samples))]
+            return [MeterReading(sampledAt: first.sampledAt, samples: samples)]
         }
         var order: [Date] = []
         var byTime: [Date: [MeterSample]] = [:]
@@ -231,7 +244,7 @@ package struct MeterReading: Equatable {
             if byTime[sample.sampledAt] == nil { order.append(sample.sampledAt) }
             byTime[sample.sampledAt, default: []].append(sample)
         }
-        return order.map { MeterReading(sampledAt: $0, samplesJSON: text(byTime[$0]!)) }
+        return order.map { MeterReading(sampledAt: $0, samples: byTime[$0]!) }
     }
 
     /// The samples as a JSON array of `json(_:)` objects, written directly: building `JSONValue`s to
@@ -260,6 +273,46 @@ package struct MeterReading: Equatable {
         }
         out.append(UInt8(ascii: "]"))
         return String(decoding: out, as: UTF8.self)
+    }
+
+    /// The samples as PostgreSQL prints them as jsonb (`samples::text`): each object's keys
+    /// ordered by length, then bytes (jsonb's order), ", " between elements and ": " after keys,
+    /// strings escaped as `escape_json` does (the same escapes as `text(_:)`).
+    package static func canonicalText(_ samples: [MeterSample]) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(samples.count * 128)
+        out.append(UInt8(ascii: "["))
+        for (index, sample) in samples.enumerated() {
+            if index > 0 { out.append(contentsOf: ", ".utf8) }
+            out.append(UInt8(ascii: "{"))
+            var first = true
+            func member(_ key: StaticString, _ value: String?) {
+                guard let value else { return }
+                if !first { out.append(contentsOf: ", ".utf8) }
+                first = false
+                out.append(contentsOf: UnsafeBufferPointer(start: key.utf8Start, count: key.utf8CodeUnitCount))
+                JSONText.appendString(value, to: &out)
+            }
+            // By length, then bytes: unit (4), phase, value (5), format (6), context (7), location (8), measurand (9).
+            member(#""unit": "#, sample.unit)
+            member(#""phase": "#, sample.phase)
+            member(#""value": "#, sample.value)
+            member(#""format": "#, sample.format)
+            member(#""context": "#, sample.context)
+            member(#""location": "#, sample.location)
+            member(#""measurand": "#, sample.measurand)
+            out.append(UInt8(ascii: "}"))
+        }
+        out.append(UInt8(ascii: "]"))
+        return out
+    }
+
+    /// `('x' || substr(md5(text), 1, 16))::bit(64)::bigint`: the digest's first 8 bytes, big-endian, signed.
+    static func hash(canonicalText: [UInt8]) -> Int64 {
+        let digest = Insecure.MD5.hash(data: canonicalText)
+        var bits: UInt64 = 0
+        for byte in digest.prefix(8) { bits = bits << 8 | UInt64(byte) }
+        return Int64(bitPattern: bits)
     }
 
     /// A sampledValue as OCPP writes it: "value" and the optional fields that are set (what

@@ -330,8 +330,8 @@ import Testing
                 for id in chargePoints {
                     try await connection.query(
                         """
-                        INSERT INTO meter_readings (charge_point_id, connector_id, transaction_id, sampled_at, samples, source, received_at)
-                        VALUES (\(id), 1, 1, '2026-11-25T12:00:00.123Z'::timestamptz, \(reading.samplesJSON)::jsonb, 'MeterValues', now())
+                        INSERT INTO meter_readings (charge_point_id, connector_id, transaction_id, sampled_at, samples, source, received_at, samples_hash)
+                        VALUES (\(id), 1, 1, '2026-11-25T12:00:00.123Z'::timestamptz, \(reading.samplesJSON)::jsonb, 'MeterValues', now(), \(reading.samplesHash))
                         """,
                         logger: TestDatabase.logger
                     )

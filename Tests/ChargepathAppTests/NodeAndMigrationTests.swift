@@ -4,6 +4,7 @@ import ChargepathPostgres
 import ChargepathServer
 import Foundation
 import Logging
+import OCPP16
 import PostgresNIO
 import ServiceLifecycle
 import Synchronization
@@ -85,6 +86,49 @@ import Testing
                 readings = n
             }
             #expect(readings == 4)
+        }
+    }
+
+    /// Migration 0010 moves a reading's unique key from an md5 PostgreSQL computed to a hash the
+    /// server sends: both must agree, so that a reading stored before the upgrade and resent after
+    /// it is still stored once, whatever the key order and escapes of its JSON.
+    @Test func aReadingStoredBeforeTheHashMigrationAndResentAfterItIsStoredOnce() async throws {
+        let database = try await TestDatabase.shared.freshDatabase()
+        let sampledAt = Date(timeIntervalSince1970: 1_795_000_000.123)
+        let samples = [
+            MeterSample(sampledAt: sampledAt, value: "1000", context: "Sample.Periodic", format: "Raw",
+                        measurand: "Energy.Active.Import.Register", phase: "L1", location: "Outlet", unit: "Wh"),
+            MeterSample(sampledAt: sampledAt, value: "quote \" back \\ tab \t bell \u{07} é ✓ 𝄞 </", unit: "V"),
+            MeterSample(sampledAt: sampledAt, value: ""),
+        ]
+        // As a charger might order the keys, and as migration 0009 stored it.
+        let storedBefore = #"[{"measurand":"Energy.Active.Import.Register","phase":"L1","unit":"Wh","location":"Outlet","format":"Raw","context":"Sample.Periodic","value":"1000"},{"unit":"V","value":"quote \" back \\ tab \t bell \u0007 é ✓ 𝄞 </"},{"value":""}]"#
+        try await TestDatabase.withClient(database) { client in
+            try await MigrationRunner(migrations: Array(Migration.embedded.prefix(9))).run(on: client, logger: TestDatabase.logger)
+            try await client.query("""
+                INSERT INTO meter_readings (charge_point_id, connector_id, transaction_id, sampled_at, samples, source, received_at)
+                VALUES ('CP-H', 1, 9, \(OCPP16DateTime.format(sampledAt))::timestamptz, \(storedBefore)::jsonb, 'MeterValues', now())
+                """, logger: TestDatabase.logger)
+            try await MigrationRunner().run(on: client, logger: TestDatabase.logger)
+
+            let reading = try #require(MeterReading.group(samples).first)
+            for try await (text, stored, computed) in try await client.query(
+                "SELECT samples::text, samples_hash, meter_samples_hash(samples) FROM meter_readings", logger: TestDatabase.logger
+            ).decode((String, Int64, Int64).self) {
+                #expect(text == String(decoding: MeterReading.canonicalText(samples), as: UTF8.self))
+                #expect(stored == reading.samplesHash)
+                #expect(computed == reading.samplesHash)
+            }
+            let store = PostgresCentralSystemStore(client: client, logger: TestDatabase.logger)
+            try await store.recordMeterValues(chargePointID: "CP-H", connectorID: 1, transactionID: 9, samples: samples, receivedAt: Date())
+            // A different reading at the same time is a second row.
+            try await store.recordMeterValues(chargePointID: "CP-H", connectorID: 1, transactionID: 9,
+                                              samples: [MeterSample(sampledAt: sampledAt, value: "1001", unit: "Wh")], receivedAt: Date())
+            var readings = -1
+            for try await n in try await client.query("SELECT count(*)::int FROM meter_readings", logger: TestDatabase.logger).decode(Int.self) {
+                readings = n
+            }
+            #expect(readings == 2)
         }
     }
 
