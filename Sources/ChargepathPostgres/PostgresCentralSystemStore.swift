@@ -250,57 +250,55 @@ package struct MeterReading: Equatable {
     /// The samples as a JSON array of `json(_:)` objects, written directly: building `JSONValue`s to
     /// serialize them was a twentieth of the server's CPU under a fleet's MeterValues.
     package static func text(_ samples: [MeterSample]) -> String {
-        var out: [UInt8] = []
-        out.reserveCapacity(samples.count * 96)
-        out.append(UInt8(ascii: "["))
-        for (index, sample) in samples.enumerated() {
-            if index > 0 { out.append(UInt8(ascii: ",")) }
-            out.append(contentsOf: #"{"value":"#.utf8)
-            JSONText.appendString(sample.value, to: &out)
-            func member(_ key: StaticString, _ value: String?) {
-                guard let value else { return }
-                out.append(UInt8(ascii: ","))
-                out.append(contentsOf: UnsafeBufferPointer(start: key.utf8Start, count: key.utf8CodeUnitCount))
-                JSONText.appendString(value, to: &out)
-            }
-            member(#""context":"#, sample.context)
-            member(#""format":"#, sample.format)
-            member(#""measurand":"#, sample.measurand)
-            member(#""phase":"#, sample.phase)
-            member(#""location":"#, sample.location)
-            member(#""unit":"#, sample.unit)
-            out.append(UInt8(ascii: "}"))
-        }
-        out.append(UInt8(ascii: "]"))
-        return String(decoding: out, as: UTF8.self)
+        String(decoding: write(samples, .compact), as: UTF8.self)
     }
 
     /// The samples as PostgreSQL prints them as jsonb (`samples::text`): each object's keys
     /// ordered by length, then bytes (jsonb's order), ", " between elements and ": " after keys,
     /// strings escaped as `escape_json` does (the same escapes as `text(_:)`).
     package static func canonicalText(_ samples: [MeterSample]) -> [UInt8] {
+        write(samples, .jsonbText)
+    }
+
+    /// How `write` lays a reading's samples out: each object's members in order (a key with its
+    /// quotes and colon, and the field it holds) and what separates elements and members.
+    private struct Layout {
+        let separator: StaticString
+        let members: [(key: StaticString, field: @Sendable (MeterSample) -> String?)]
+
+        /// "value" first, then the optional fields in the schema's order; no spaces.
+        static let compact = Layout(separator: ",", members: [
+            (#""value":"#, { $0.value }), (#""context":"#, { $0.context }), (#""format":"#, { $0.format }),
+            (#""measurand":"#, { $0.measurand }), (#""phase":"#, { $0.phase }), (#""location":"#, { $0.location }),
+            (#""unit":"#, { $0.unit }),
+        ])
+        /// jsonb's key order, by length, then bytes: unit (4), phase, value (5), format (6),
+        /// context (7), location (8), measurand (9); ", " and ": " as PostgreSQL prints them.
+        static let jsonbText = Layout(separator: ", ", members: [
+            (#""unit": "#, { $0.unit }), (#""phase": "#, { $0.phase }), (#""value": "#, { $0.value }),
+            (#""format": "#, { $0.format }), (#""context": "#, { $0.context }), (#""location": "#, { $0.location }),
+            (#""measurand": "#, { $0.measurand }),
+        ])
+    }
+
+    private static func write(_ samples: [MeterSample], _ layout: Layout) -> [UInt8] {
+        func append(_ string: StaticString, to out: inout [UInt8]) {
+            out.append(contentsOf: UnsafeBufferPointer(start: string.utf8Start, count: string.utf8CodeUnitCount))
+        }
         var out: [UInt8] = []
         out.reserveCapacity(samples.count * 128)
         out.append(UInt8(ascii: "["))
         for (index, sample) in samples.enumerated() {
-            if index > 0 { out.append(contentsOf: ", ".utf8) }
+            if index > 0 { append(layout.separator, to: &out) }
             out.append(UInt8(ascii: "{"))
             var first = true
-            func member(_ key: StaticString, _ value: String?) {
-                guard let value else { return }
-                if !first { out.append(contentsOf: ", ".utf8) }
+            for member in layout.members {
+                guard let value = member.field(sample) else { continue }
+                if !first { append(layout.separator, to: &out) }
                 first = false
-                out.append(contentsOf: UnsafeBufferPointer(start: key.utf8Start, count: key.utf8CodeUnitCount))
+                append(member.key, to: &out)
                 JSONText.appendString(value, to: &out)
             }
-            // By length, then bytes: unit (4), phase, value (5), format (6), context (7), location (8), measurand (9).
-            member(#""unit": "#, sample.unit)
-            member(#""phase": "#, sample.phase)
-            member(#""value": "#, sample.value)
-            member(#""format": "#, sample.format)
-            member(#""context": "#, sample.context)
-            member(#""location": "#, sample.location)
-            member(#""measurand": "#, sample.measurand)
             out.append(UInt8(ascii: "}"))
         }
         out.append(UInt8(ascii: "]"))
