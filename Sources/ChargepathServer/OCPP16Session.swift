@@ -161,7 +161,7 @@ final class OCPP16Session: ChargerSession {
         // bounded by one time limit: a database that does not answer gets the charger an
         // InternalError in time, the work is cancelled, and the socket goes on to the next message.
         // The work runs in this task; the deadline answers from the sweeper (no second task per CALL).
-        let answered = Mutex(false)
+        let answered = Atomic(false)
         let limit = configuration.handlerTimeout
         let deadline = DeadlineSweeper.shared.add(deadline: .now + limit) { [self] in
             guard Self.claim(answered) else { return }
@@ -193,11 +193,8 @@ final class OCPP16Session: ChargerSession {
     }
 
     /// True for the first of the answer and the deadline to claim the CALL's answer.
-    private static func claim(_ answered: borrowing Mutex<Bool>) -> Bool {
-        answered.withLock { answered in
-            defer { answered = true }
-            return !answered
-        }
+    private static func claim(_ answered: borrowing Atomic<Bool>) -> Bool {
+        answered.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged
     }
 
     static let storeUnavailable = "The central system could not store this message right now; send it again later."
