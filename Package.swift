@@ -80,6 +80,8 @@ let package = Package(
                 "Chargepath", "OCPP16", "ChargepathWorkflows",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 // MD5 of a meter reading's samples: its unique key (migration 0010).
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),

@@ -93,13 +93,26 @@ public enum ChargepathApp {
         let migrations = MigrationRunner()
         let ports = PortCollector(nodeID: nodeID, onRunning: onRunning)
 
+        // The two statements every charger message may run, batched (`GroupCommit`), each on a
+        // connection of its own outside the pool (see `PinnedConnections` for why). Each connection
+        // runs one prepared statement, planned once: PostgreSQL had chosen custom plans for the
+        // probe, 100 µs of planning a call at 1,000 msg/s (pg_stat_statements).
+        let onePlan = [("plan_cache_mode", "force_generic_plan")]
+        let meterValueConnections = try PinnedConnections(
+            endpoint: database, count: 1, options: .init(startupParameters: onePlan, applicationName: "chargepath meter values"), logger: logger
+        )
+        let probeConnections = try PinnedConnections(
+            endpoint: database, count: 1, options: .init(startupParameters: onePlan, applicationName: "chargepath workflow probes"), logger: logger
+        )
         let store = PostgresCentralSystemStore(
             client: client, logger: logger, provisionOnBoot: configuration.provisionOnBoot,
-            sessionInterruptGraceSeconds: configuration.sessionInterruptGraceSeconds
+            sessionInterruptGraceSeconds: configuration.sessionInterruptGraceSeconds,
+            meterValueConnections: meterValueConnections, meterValueSlots: meterValueConnections.count
         )
         let schemaReady = Gate()
         let workflows = makeWorkflowEngine(
-            client: client, registry: registry, configuration: configuration, logger: logger, schemaReady: schemaReady
+            client: client, registry: registry, configuration: configuration, logger: logger, schemaReady: schemaReady,
+            probeConnections: probeConnections
         )
         let sessions = ChargerSessions(
             repository: repository, registry: registry, nodeID: nodeID, configuration: configuration.gateway,
@@ -163,20 +176,23 @@ public enum ChargepathApp {
             logger: logger
         )
         // Shutdown runs in reverse: the listeners stop accepting, the chargers' sockets close (and
-        // their rows go), then the workflow engine, the node's row and the database client stop.
-        return [client, nodeService, workflows, ChargerSocketDrain(sessions: sessions, logger: logger), chargerApp, apiApp]
+        // their rows go), then the workflow engine, the node's row, the pinned connections and the client stop.
+        return [
+            client, meterValueConnections, probeConnections, nodeService, workflows, ChargerSocketDrain(sessions: sessions, logger: logger),
+            chargerApp, apiApp,
+        ]
     }
 
     /// The workflow engine with the workflows that ship, calling chargers held by this node.
     static func makeWorkflowEngine(
         client: PostgresClient, registry: ConnectionRegistry, configuration: ChargepathConfiguration, logger: Logger,
-        schemaReady: Gate = Gate(open: true)
+        schemaReady: Gate = Gate(open: true), probeConnections: PinnedConnections? = nil
     ) -> PostgresWorkflowEngine {
         let calls = LocalCallSender(registry: registry)
         return PostgresWorkflowEngine(
             client: client, workflows: [AnyWorkflow(RemoteStartWorkflow()), AnyWorkflow(ChargingSessionWorkflow()), AnyWorkflow(ProvisioningWorkflow()),
                 AnyWorkflow(ChargerCommandWorkflow())], configuration: configuration.workflows, logger: logger,
-            schemaReady: schemaReady
+            schemaReady: schemaReady, probeConnections: probeConnections
         ) { chargePointID, action, payload in
             do {
                 return .answered(try await calls.call(chargePointID: chargePointID, action: action, payload: payload))

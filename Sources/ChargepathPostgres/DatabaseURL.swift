@@ -65,6 +65,14 @@ public struct DatabaseEndpoint: Sendable, CustomStringConvertible {
         host == "localhost" || host == "::1" || host.hasPrefix("127.") || host.hasPrefix("/")
     }
 
+    /// The configuration of a single connection (`PinnedConnections`).
+    public func connectionConfiguration() throws -> PostgresConnection.Configuration {
+        PostgresConnection.Configuration(
+            host: host, port: port, username: username, password: password, database: database,
+            tls: requireTLS ? .require(try NIOSSLContext(configuration: .makeClientConfiguration())) : .disable
+        )
+    }
+
     public func clientConfiguration(maximumConnections: Int) -> PostgresClient.Configuration {
         var configuration = PostgresClient.Configuration(
             host: host, port: port, username: username, password: password, database: database,

@@ -24,12 +24,18 @@ package final class GroupCommit<Item: Sendable, Result: Sendable>: Sendable {
     package struct Configuration: Sendable {
         /// The most items written in one statement.
         package var maximumBatchSize: Int
-        /// Writes running at once (each holds one pooled connection while it runs).
+        /// Writes running at once, each in its own slot (numbered from 0, given to `write`).
+        ///
+        /// One is the default: a free slot writes at once, so the number of statements a second
+        /// follows the database's speed, not the load, and every slot more multiplies the statements
+        /// (and PostgreSQL's CPU) at low and moderate load, when batches are small anyway. Measured
+        /// with 1,000 chargers sending MeterValues (BENCHMARKS.md): two slots kept two backends busy
+        /// with batches of 1.4 readings at 1,000 msg/s; one halves the statements.
         package var maximumConcurrentWrites: Int
         /// The most callers waiting for a slot; beyond it a caller writes its item alone.
         package var maximumPending: Int
 
-        package init(maximumBatchSize: Int = 512, maximumConcurrentWrites: Int = 2, maximumPending: Int = 20_000) {
+        package init(maximumBatchSize: Int = 512, maximumConcurrentWrites: Int = 1, maximumPending: Int = 20_000) {
             precondition(maximumBatchSize >= 1 && maximumConcurrentWrites >= 1 && maximumPending >= 0)
             self.maximumBatchSize = maximumBatchSize
             self.maximumConcurrentWrites = maximumConcurrentWrites
@@ -55,8 +61,8 @@ package final class GroupCommit<Item: Sendable, Result: Sendable>: Sendable {
         case committed(Result)
         /// Your batch failed: write your item alone.
         case writeAlone
-        /// A slot is yours: write your item with these (who wait for you).
-        case lead([Waiter])
+        /// Slot `slot` is yours: write your item with these (who wait for you).
+        case lead(slot: Int, [Waiter])
     }
 
     private struct Waiter: Sendable {
@@ -67,21 +73,26 @@ package final class GroupCommit<Item: Sendable, Result: Sendable>: Sendable {
     private struct State {
         /// FIFO; non-empty only while all slots are busy.
         var pending: [Waiter] = []
-        var writing = 0
+        /// Slots no write holds.
+        var freeSlots: [Int]
         var statistics = Statistics()
     }
 
     package let configuration: Configuration
-    private let write: @Sendable ([Item]) async throws -> [Result]
-    private let state = Mutex(State())
+    private let write: @Sendable ([Item], Int?) async throws -> [Result]
+    private let state: Mutex<State>
 
     /// `write` stores the items it is given in one statement or transaction, committed when it
-    /// returns, and returns one result per item, in the items' order.
+    /// returns, and returns one result per item, in the items' order. Its second argument is the
+    /// slot the write holds (`0..<maximumConcurrentWrites`; no two writes hold one at once), or nil
+    /// for an item written alone outside the slots (after a failed batch, or past `maximumPending`):
+    /// a slot can keep a connection of its own.
     @_disfavoredOverload  // a closure that returns nothing means the `Result == Void` one below
-    package init(configuration: Configuration = .init(), write: @escaping @Sendable ([Item]) async throws -> [Result]) {
+    package init(configuration: Configuration = .init(), write: @escaping @Sendable (_ items: [Item], _ slot: Int?) async throws -> [Result]) {
         self.configuration = configuration
-        self.write = { items in
-            let results = try await write(items)
+        self.state = Mutex(State(freeSlots: Array((0..<configuration.maximumConcurrentWrites).reversed())))
+        self.write = { items, slot in
+            let results = try await write(items, slot)
             precondition(results.count == items.count, "GroupCommit: a write must return one result per item")
             return results
         }
@@ -91,7 +102,7 @@ package final class GroupCommit<Item: Sendable, Result: Sendable>: Sendable {
     /// Callers waiting for a slot now.
     package var pendingCount: Int { state.withLock { $0.pending.count } }
     /// Slots in use now.
-    package var writingCount: Int { state.withLock { $0.writing } }
+    package var writingCount: Int { state.withLock { configuration.maximumConcurrentWrites - $0.freeSlots.count } }
 
     /// Writes `item` (in a batch with other callers' items when the database is busy); returns its
     /// result once it is committed, or throws the error that writing it alone gave.
@@ -99,9 +110,8 @@ package final class GroupCommit<Item: Sendable, Result: Sendable>: Sendable {
     package func submit(_ item: Item) async throws -> Result {
         let turn: Turn = await withCheckedContinuation { continuation in
             let now: Turn? = state.withLock { state in
-                if state.writing < configuration.maximumConcurrentWrites {
-                    state.writing += 1
-                    return .lead([])
+                if let slot = state.freeSlots.popLast() {
+                    return .lead(slot: slot, [])
                 }
                 if state.pending.count >= configuration.maximumPending {
                     state.statistics.overflowed += 1
@@ -116,34 +126,34 @@ package final class GroupCommit<Item: Sendable, Result: Sendable>: Sendable {
         case .committed(let result):
             return result
         case .writeAlone:
-            return try await write([item])[0]
-        case .lead(let others):
-            return try await lead(item, others)
+            return try await write([item], nil)[0]
+        case .lead(let slot, let others):
+            return try await lead(item, others, slot: slot)
         }
     }
 
-    private func lead(_ item: Item, _ others: [Waiter]) async throws -> Result {
+    private func lead(_ item: Item, _ others: [Waiter], slot: Int) async throws -> Result {
         let outcome: Swift.Result<[Result], any Error>
         do {
-            outcome = .success(try await write([item] + others.map(\.item)))
+            outcome = .success(try await write([item] + others.map(\.item), slot))
         } catch {
             outcome = .failure(error)
         }
         // The slot goes to the next batch at once, before this one's callers are answered.
         switch outcome {
         case .success(let results):
-            handOff(batchSize: others.count + 1, failed: false)
+            handOff(slot: slot, batchSize: others.count + 1, failed: false)
             for (index, waiter) in others.enumerated() { waiter.continuation.resume(returning: .committed(results[index + 1])) }
             return results[0]
         case .failure(let failure):
-            handOff(batchSize: others.count + 1, failed: true)
+            handOff(slot: slot, batchSize: others.count + 1, failed: true)
             guard !others.isEmpty else { throw failure }
             for waiter in others { waiter.continuation.resume(returning: .writeAlone) }
-            return try await write([item])[0]
+            return try await write([item], nil)[0]
         }
     }
 
-    private func handOff(batchSize: Int, failed: Bool) {
+    private func handOff(slot: Int, batchSize: Int, failed: Bool) {
         let next: (leader: Waiter, others: [Waiter])? = state.withLock { state in
             if batchSize > 1 {
                 if failed {
@@ -155,7 +165,7 @@ package final class GroupCommit<Item: Sendable, Result: Sendable>: Sendable {
                 }
             }
             guard !state.pending.isEmpty else {
-                state.writing -= 1
+                state.freeSlots.append(slot)
                 return nil
             }
             let count = min(state.pending.count, configuration.maximumBatchSize)
@@ -163,15 +173,15 @@ package final class GroupCommit<Item: Sendable, Result: Sendable>: Sendable {
             state.pending.removeFirst(count)
             return (batch.first!, Array(batch.dropFirst()))
         }
-        if let next { next.leader.continuation.resume(returning: .lead(next.others)) }
+        if let next { next.leader.continuation.resume(returning: .lead(slot: slot, next.others)) }
     }
 }
 
 extension GroupCommit where Result == Void {
     /// Writes that answer nothing but their commit.
-    package convenience init(configuration: Configuration = .init(), write: @escaping @Sendable ([Item]) async throws -> Void) {
-        self.init(configuration: configuration) { (items: [Item]) -> [Void] in
-            try await write(items)
+    package convenience init(configuration: Configuration = .init(), write: @escaping @Sendable (_ items: [Item], _ slot: Int?) async throws -> Void) {
+        self.init(configuration: configuration) { (items: [Item], slot: Int?) -> [Void] in
+            try await write(items, slot)
             return Array(repeating: (), count: items.count)
         }
     }

@@ -17,12 +17,25 @@ public struct PostgresCentralSystemStore: CentralSystemStore {
     /// Copies of this store share it.
     package let meterValueWrites: GroupCommit<MeterValuesWrite, Void>
 
-    public init(client: PostgresClient, logger: Logger, provisionOnBoot: Bool = true, sessionInterruptGraceSeconds: Int = 60) {
+    /// MeterValues batches write on `meterValueConnections` (one slot per concurrent batch) when
+    /// given, else through the pool; items written alone always go through the pool.
+    public init(
+        client: PostgresClient, logger: Logger, provisionOnBoot: Bool = true, sessionInterruptGraceSeconds: Int = 60,
+        meterValueConnections: PinnedConnections? = nil, meterValueSlots: Int = 1
+    ) {
+        precondition(meterValueConnections.map { $0.count >= meterValueSlots } ?? true, "a pinned connection per slot")
         self.client = client
         self.logger = logger
         self.provisionOnBoot = provisionOnBoot
         self.sessionInterruptGraceSeconds = sessionInterruptGraceSeconds
-        self.meterValueWrites = GroupCommit { writes in try await Self.insert(writes, client: client, logger: logger) }
+        self.meterValueWrites = GroupCommit(configuration: .init(maximumConcurrentWrites: meterValueSlots)) { writes, slot in
+            guard let insert = Self.readingsInsert(writes, source: "MeterValues") else { return }
+            if let slot, let meterValueConnections {
+                try await meterValueConnections.withConnection(slot: slot) { try await $0.run(insert, logger: logger) }
+            } else {
+                try await client.run(insert, logger: logger)
+            }
+        }
     }
 
     public func recordBoot(chargePointID: String, _ request: BootNotificationRequest, at date: Date) async throws -> RegistrationStatus {
@@ -153,8 +166,8 @@ public struct PostgresCentralSystemStore: CentralSystemStore {
             if !samples.isEmpty {
                 let write = MeterValuesWrite(chargePointID: chargePointID, connectorID: connectorID, transactionID: request.transactionId,
                                              samples: samples, receivedAt: receivedAt)
-                if let query = Self.readingsInsert([write], source: "StopTransaction") {
-                    try await connection.query(query, logger: logger)
+                if let insert = Self.readingsInsert([write], source: "StopTransaction") {
+                    try await connection.run(insert, logger: logger)
                 }
             }
             return outcome
@@ -171,40 +184,25 @@ public struct PostgresCentralSystemStore: CentralSystemStore {
         )
     }
 
-    /// The readings of many MeterValues messages in one INSERT, committed as one. A resent reading
-    /// is ignored, so writing a message again after an unclear failure doubles nothing.
-    package static func insert(_ writes: [MeterValuesWrite], client: PostgresClient, logger: Logger) async throws {
-        guard let query = readingsInsert(writes, source: "MeterValues") else { return }
-        try await client.query(query, logger: logger)
-    }
 
     /// One INSERT of every reading of `writes` (arrays unnested), nil when there is none; a resent
     /// reading is ignored. Times go as text with milliseconds (`OCPP16DateTime.format`), as before
     /// migration 0009.
-    static func readingsInsert(_ writes: [MeterValuesWrite], source: String) -> PostgresQuery? {
-        var chargePoints: [String] = [], connectors: [Int] = [], transactions: [Int] = [], hasTransaction: [Bool] = []
-        var received: [Date] = [], times: [String] = [], samples: [String] = [], hashes: [Int64] = []
+    static func readingsInsert(_ writes: [MeterValuesWrite], source: String) -> MeterReadingsInsertStatement? {
+        var statement = MeterReadingsInsertStatement(source: source)
         for write in writes {
             for reading in MeterReading.group(write.samples) {
-                chargePoints.append(write.chargePointID)
-                connectors.append(write.connectorID)
-                transactions.append(write.transactionID ?? 0)
-                hasTransaction.append(write.transactionID != nil)
-                received.append(write.receivedAt)
-                times.append(OCPP16DateTime.format(reading.sampledAt))
-                samples.append(reading.samplesJSON)
-                hashes.append(reading.samplesHash)
+                statement.chargePoints.append(write.chargePointID)
+                statement.connectors.append(write.connectorID)
+                statement.transactions.append(write.transactionID ?? 0)
+                statement.hasTransaction.append(write.transactionID != nil)
+                statement.received.append(write.receivedAt)
+                statement.times.append(OCPP16DateTime.format(reading.sampledAt))
+                statement.samples.append(reading.samplesJSON)
+                statement.hashes.append(reading.samplesHash)
             }
         }
-        guard !samples.isEmpty else { return nil }
-        return """
-            INSERT INTO meter_readings (charge_point_id, connector_id, transaction_id, sampled_at, samples, source, received_at, samples_hash)
-            SELECT cp, cn, CASE WHEN has_tx THEN tx END, t::timestamptz, s::jsonb, \(source), r, h
-            FROM unnest(\(chargePoints)::text[], \(connectors)::bigint[], \(transactions)::bigint[], \(hasTransaction)::boolean[],
-                \(received)::timestamptz[], \(times)::text[], \(samples)::text[], \(hashes)::bigint[])
-                AS s(cp, cn, tx, has_tx, r, t, s, h)
-            ON CONFLICT DO NOTHING
-            """
+        return statement.samples.isEmpty ? nil : statement
     }
 
     static func json(_ dictionary: [String: String]) throws -> String {

@@ -74,6 +74,7 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
     public init(
         client: PostgresClient, workflows: [AnyWorkflow], configuration: Configuration = .init(), logger: Logger,
         schemaReady: Gate = Gate(open: true),
+        probeConnections: PinnedConnections? = nil,
         now: @escaping @Sendable () -> Date = { Date() },
         caller: @escaping @Sendable (_ chargePointID: String, _ action: String, _ payload: JSONValue) async -> CallOutcome
     ) {
@@ -85,8 +86,14 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
         self.now = now
         self.schemaReady = schemaReady
         let logger = logger
-        self.waitProbes = GroupCommit(configuration: .init(maximumBatchSize: 512, maximumConcurrentWrites: 2)) { probes in
-            try await Self.waitingExecutions(probes, client: client, logger: logger)
+        // One slot (see `GroupCommit.Configuration.maximumConcurrentWrites`), on its own connection when given.
+        self.waitProbes = GroupCommit(configuration: .init(maximumBatchSize: 512, maximumConcurrentWrites: 1)) { probes, slot in
+            if let slot, let probeConnections {
+                return try await probeConnections.withConnection(slot: slot) { connection in
+                    try await Self.waitingExecutions(probes, rows: try await connection.execute(WaitingExecutionsStatement(probes: probes), logger: logger))
+                }
+            }
+            return try await Self.waitingExecutions(probes, client: client, logger: logger)
         }
     }
 
@@ -220,7 +227,11 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
     /// The running executions waiting for each probe's charger and action, in the probes' order.
     /// One statement for one probe (a quiet system) or many.
     package static func waitingExecutions(_ probes: [WaitProbe], client: PostgresClient, logger: Logger) async throws -> [[WaitingExecution]] {
-        let rows = try await client.execute(WaitingExecutionsStatement(probes: probes), logger: logger)
+        try await waitingExecutions(probes, rows: try await client.execute(WaitingExecutionsStatement(probes: probes), logger: logger))
+    }
+
+    private static func waitingExecutions<Rows: AsyncSequence>(_ probes: [WaitProbe], rows: Rows) async throws -> [[WaitingExecution]]
+    where Rows.Element == WaitingExecutionsStatement.Row {
         var found = Array(repeating: [WaitingExecution](), count: probes.count)
         for try await (index, id, waitingFor) in rows {
             found[index - 1].append(WaitingExecution(id: id, waitingFor: waitingFor))

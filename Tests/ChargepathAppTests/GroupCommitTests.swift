@@ -15,7 +15,7 @@ import Testing
     @Test func callersThatComeWhileAWriteRunsShareTheNextOne() async throws {
         let release = Latch(), releaseSecond = Latch()
         let written = Shared<[[Int]]>([])
-        let batches = GroupCommit<Int, Void>(configuration: .init(maximumConcurrentWrites: 1)) { items in
+        let batches = GroupCommit<Int, Void>(configuration: .init(maximumConcurrentWrites: 1)) { items, _ in
             if items == [0] { await release.wait() } else { await releaseSecond.wait() }
             written.withLock { $0.append(items) }
         }
@@ -53,8 +53,9 @@ import Testing
     @Test func aFailedBatchIsWrittenAgainItemByItem() async throws {
         let release = Latch()
         let committed = Shared<Set<Int>>([])
-        let batches = GroupCommit<Int, Void>(configuration: .init(maximumConcurrentWrites: 1)) { items in
-            if items == [0] { await release.wait() }
+        let slotsOfWritesAlone = Shared<[Int?]>([])
+        let batches = GroupCommit<Int, Void>(configuration: .init(maximumConcurrentWrites: 1)) { items, slot in
+            if items == [0] { await release.wait() } else if items.count == 1 { slotsOfWritesAlone.withLock { $0.append(slot) } }
             if items.contains(13) { throw TestFailure("13 is refused") }
             committed.withLock { $0.formUnion(items) }
         }
@@ -78,13 +79,50 @@ import Testing
         #expect(results.filter { !$0.value }.map(\.key) == [13])
         #expect(committed.withLock { $0 } == Set(0...20).subtracting([13]))
         #expect(batches.statistics.failedBatches == 1)
+        // Written alone outside the slots (through the pool, in the store), not on a slot's connection.
+        #expect(slotsOfWritesAlone.withLock { $0 } == Array(repeating: nil, count: 20))
+    }
+
+    /// Each running write holds a slot of its own (a slot can keep a connection of its own), and a
+    /// batch that follows a write takes over its slot.
+    @Test func writesAtOnceHoldDifferentSlotsAndTheNextBatchTakesOverAFreedOne() async throws {
+        let releaseFirst = Latch(), releaseSecond = Latch()
+        let slotOf = Shared<[Int: Int]>([:])  // a write's first item → its slot
+        let batches = GroupCommit<Int, Void>(configuration: .init(maximumConcurrentWrites: 2)) { items, slot in
+            slotOf.withLock { $0[items[0]] = slot ?? -1 }
+            if items == [0] { await releaseFirst.wait() }
+            if items == [1] { await releaseSecond.wait() }
+        }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await batches.submit(0) }
+            do {
+                try await eventually(timeout: .seconds(60), "the first write runs") { batches.writingCount == 1 }
+                group.addTask { try await batches.submit(1) }
+                try await eventually(timeout: .seconds(60), "the second write runs") { batches.writingCount == 2 }
+                for i in 2...4 { group.addTask { try await batches.submit(i) } }
+                try await eventually(timeout: .seconds(60), "3 wait") { batches.pendingCount == 3 }
+                await releaseFirst.open()
+                try await eventually(timeout: .seconds(60), "the batch of 3 is written") { batches.pendingCount == 0 && slotOf.withLock { $0.count } == 3 }
+            } catch {
+                await releaseFirst.open(); await releaseSecond.open()
+                throw error
+            }
+            await releaseSecond.open()
+            try await group.waitForAll()
+        }
+        let slots = slotOf.withLock { $0 }
+        #expect(Set([slots[0], slots[1]]) == [0, 1])
+        #expect(slots.count == 3 && slots.values.allSatisfy { $0 == 0 || $0 == 1 })
+        let batchSlot = slots.first { $0.key > 1 }?.value
+        #expect(batchSlot == slots[0])
+        #expect(batches.writingCount == 0)
     }
 
     /// A batch that answers each item (the workflow wake-up probe is one): each caller gets the
     /// answer to its own item, whether it led the batch, waited in it, or wrote alone after a failure.
     @Test func eachCallerGetsTheResultForItsOwnItem() async throws {
         let release = Latch()
-        let batches = GroupCommit<Int, String>(configuration: .init(maximumConcurrentWrites: 1)) { items in
+        let batches = GroupCommit<Int, String>(configuration: .init(maximumConcurrentWrites: 1)) { items, _ in
             if items == [0] { await release.wait() }
             if items.count > 1, items.contains(7) { throw TestFailure("a batch with 7 fails") }
             return items.map { "answer to \($0)" }
@@ -110,7 +148,7 @@ import Testing
 
     @Test func aFullQueueMakesCallersWriteAlone() async throws {
         let release = Latch()
-        let batches = GroupCommit<Int, Void>(configuration: .init(maximumConcurrentWrites: 1, maximumPending: 3)) { items in
+        let batches = GroupCommit<Int, Void>(configuration: .init(maximumConcurrentWrites: 1, maximumPending: 3)) { items, _ in
             if items == [0] { await release.wait() }
         }
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -174,6 +212,29 @@ import Testing
                 voltages.append("\(value)@\(at)")
             }
             #expect(voltages == (0..<messages).map { "230.\($0)@2026-11-25T12:00:\(String(format: "%02d", $0)).123" })
+        }
+    }
+
+    /// The database closed a slot's pinned connection (a restart, a DBA's pg_terminate_backend): the
+    /// message that finds it closed is still stored (written alone through the pool if need be), and
+    /// the slot opens a new connection for the next batches.
+    @Test func aSlotWhosePinnedConnectionWasClosedStoresEveryMessageAndConnectsAgain() async throws {
+        try await Self.withStore { store, client in
+            func record(_ m: Int) async throws {
+                try await store.recordMeterValues(chargePointID: "CP-P", connectorID: 1, transactionID: 7, samples: Self.samples(message: m), receivedAt: Date())
+            }
+            try await record(0)
+            let before = try await Self.pinnedBackends(client)
+            #expect(before.count == 1)
+            for try await _ in try await client.query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND application_name = \(Self.pinnedName)", logger: TestDatabase.logger
+            ) {}
+            try await eventually(timeout: .seconds(60), "the pinned backend is gone") { try await Self.pinnedBackends(client).isEmpty }
+            for m in 1...5 { try await record(m) }
+            #expect(try await Self.count(client, "WHERE charge_point_id = 'CP-P'") == 6 * 5)
+            let after = try await Self.pinnedBackends(client)
+            #expect(after.count == 1 && after != before)
+            #expect(store.meterValueWrites.writingCount == 0)
         }
     }
 
@@ -289,15 +350,37 @@ import Testing
 
     /// A fresh migrated database, a store on it, and a client with room for checks while the
     /// store's writes wait.
+    /// Its MeterValues batches write in two slots, each on its pinned connection (`pinnedName`).
     static func withStore(_ body: @Sendable (PostgresCentralSystemStore, PostgresClient) async throws -> Void) async throws {
         let database = try await TestDatabase.shared.freshDatabase()
         let client = PostgresClient(configuration: database.clientConfiguration(maximumConnections: 8), backgroundLogger: TestDatabase.logger)
+        let pinned = try PinnedConnections(endpoint: database, count: 2, options: .init(applicationName: pinnedName), logger: TestDatabase.logger)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await client.run() }
             defer { group.cancelAll() }
             try await MigrationRunner().run(on: client, logger: TestDatabase.logger)
-            try await body(PostgresCentralSystemStore(client: client, logger: TestDatabase.logger), client)
+            let store = PostgresCentralSystemStore(client: client, logger: TestDatabase.logger, meterValueConnections: pinned, meterValueSlots: 2)
+            do {
+                try await body(store, client)
+            } catch {
+                await pinned.close()
+                throw error
+            }
+            await pinned.close()
         }
+    }
+
+    static let pinnedName = "group commit test"
+
+    /// The backends of the store's pinned connections.
+    static func pinnedBackends(_ client: PostgresClient) async throws -> [Int] {
+        let rows = try await client.query(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = \(pinnedName) ORDER BY pid",
+            logger: TestDatabase.logger
+        )
+        var pids: [Int] = []
+        for try await pid in rows.decode(Int.self) { pids.append(pid) }
+        return pids
     }
 
     /// Holds `LOCK TABLE meter_readings IN EXCLUSIVE MODE` in an open transaction (reads go on, every
