@@ -18,8 +18,8 @@ import Synchronization
 /// instead: 1.33.2 traps on a precondition when a lease comes while the database is away and the
 /// minimum is above zero.
 ///
-/// A slot's connection opens when first needed and again after it closes (the server restarted, the
-/// network dropped). After a failed connect, uses fail at once with that error for `retryDelay`
+/// A slot's connection opens at startup, and again after it closes (the server restarted, the
+/// network dropped) or a statement on it fails. After a failed connect, uses fail at once with that error for `retryDelay`
 /// (group commit then writes each item alone, through the pool, which has its own backoff), so a
 /// database that is away is not asked for a connection by every batch. On graceful shutdown the
 /// connections close; a use after that throws.
@@ -83,8 +83,23 @@ public final class PinnedConnections: Service, Sendable {
 
     /// Runs `body` on slot `slot`'s connection (opening it first when needed). The caller holds the
     /// slot: two bodies never run on one slot at once.
+    ///
+    /// When `body` throws, the connection is closed and the slot's next use opens a new one: a
+    /// prepared statement whose preparation failed once stays failed on its connection
+    /// (PostgresNIO 1.33.2 keeps the error), and a slot runs one statement.
     public func withConnection<Result>(slot: Int, _ body: (PostgresConnection) async throws -> Result) async throws -> Result {
-        try await body(try await connection(slot))
+        let connection = try await connection(slot)
+        do {
+            return try await body(connection)
+        } catch {
+            let dropped = state.withLock { state in
+                guard case .connected(let current) = state.slots[slot], current === connection else { return false }
+                state.slots[slot] = .idle
+                return true
+            }
+            if dropped { try? await connection.close() }
+            throw error
+        }
     }
 
     private func connection(_ slot: Int) async throws -> PostgresConnection {

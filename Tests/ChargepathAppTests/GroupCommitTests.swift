@@ -238,6 +238,36 @@ import Testing
         }
     }
 
+    /// A slot keeps its connection while its statements succeed, and replaces it after one fails
+    /// (a statement whose preparation failed would otherwise stay failed on that connection).
+    @Test func aPinnedConnectionIsKeptWhileItsStatementsSucceedAndReplacedAfterOneFails() async throws {
+        let database = try await TestDatabase.shared.freshDatabase()
+        let pinned = try PinnedConnections(endpoint: database, count: 1, logger: TestDatabase.logger)
+        func backend() async throws -> Int {
+            try await pinned.withConnection(slot: 0) { connection in
+                for try await pid in try await connection.query("SELECT pg_backend_pid()", logger: TestDatabase.logger).decode(Int.self) { return pid }
+                return -1
+            }
+        }
+        do {
+            let first = try await backend()
+            #expect(try await backend() == first)
+            await #expect(throws: PSQLError.self) {
+                try await pinned.withConnection(slot: 0) { connection in
+                    for try await _ in try await connection.query("SELECT 1/0", logger: TestDatabase.logger) {}
+                }
+            }
+            let next = try await backend()
+            #expect(next != first && next > 0)
+            #expect(try await backend() == next)
+        } catch {
+            await pinned.close()
+            throw error
+        }
+        await pinned.close()
+        await #expect(throws: PinnedConnections.ShutDown.self) { try await backend() }
+    }
+
     @Test func noChargerIsAnsweredBeforeTheCommitOfItsBatch() async throws {
         try await Self.withStore { store, client in
             let batches = store.meterValueWrites
