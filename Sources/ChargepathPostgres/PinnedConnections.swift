@@ -13,22 +13,22 @@ import Synchronization
 /// minimum, the pool arms an idle timer (a child task, a dispatch timer, a wake-up of a thread of
 /// the cooperative pool) and cancels it at the next lease; a lease is a round through the pool's
 /// state machine. On the charger path that is every statement: with 1,000 chargers sending a
-/// MeterValues a second, the pool's timers were about a quarter of the server's CPU and most of its
+/// MeterValues a second, the pool's timer tasks were ~18% of the server's CPU and most of its
 /// thread switches (perf, BENCHMARKS.md). The pool's minimum cannot cover the connections in use
 /// instead: 1.33.2 traps on a precondition when a lease comes while the database is away and the
 /// minimum is above zero.
 ///
 /// A slot's connection opens at startup, and again after it closes (the server restarted, the
-/// network dropped) or a statement on it fails. After a failed connect, uses fail at once with that error for `retryDelay`
-/// (group commit then writes each item alone, through the pool, which has its own backoff), so a
-/// database that is away is not asked for a connection by every batch. On graceful shutdown the
+/// network dropped) or a statement on it fails. After a failed connect, uses fail at once with that
+/// error for `retryDelay` (group commit then writes each item alone, through the pool, which has its
+/// own backoff), so a database that is away is not asked for a connection by every batch. On graceful shutdown the
 /// connections close; a use after that throws.
 public final class PinnedConnections: Service, Sendable {
     public struct Options: Sendable {
         /// How long uses fail at once after a failed connect.
-        public var retryDelay: Duration = .seconds(1)
+        public var retryDelay: Duration
         /// Settings sent when connecting (e.g. `plan_cache_mode`), for the one statement a slot runs.
-        public var startupParameters: [(String, String)] = []
+        public var startupParameters: [(String, String)]
         /// The connections' `application_name` (in `pg_stat_activity`).
         public var applicationName: String
 
