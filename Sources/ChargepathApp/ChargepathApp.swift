@@ -143,6 +143,8 @@ public enum ChargepathApp {
                     try await repository.register(nodeID, hostname: ProcessInfo.processInfo.hostName, at: Date())
                 }
             }
+            await meterValueConnections.open()
+            await probeConnections.open()
             schemaReady.open()
         }
 

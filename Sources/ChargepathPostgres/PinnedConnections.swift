@@ -18,11 +18,12 @@ import Synchronization
 /// instead: 1.33.2 traps on a precondition when a lease comes while the database is away and the
 /// minimum is above zero.
 ///
-/// A slot's connection opens at startup, and again after it closes (the server restarted, the
-/// network dropped) or a statement on it fails. After a failed connect, uses fail at once with that
-/// error for `retryDelay` (group commit then writes each item alone, through the pool, which has its
-/// own backoff), so a database that is away is not asked for a connection by every batch. On graceful shutdown the
-/// connections close; a use after that throws.
+/// A slot's connection opens at `open()` (the server calls it before it accepts chargers) or at its
+/// first use, and again after it closes (the server restarted, the network dropped) or a statement
+/// on it fails. After a failed connect, uses fail at once with that error for `retryDelay` (group
+/// commit then writes each item alone, through the pool, which has its own backoff), so a database
+/// that is away is not asked for a connection by every batch. On graceful shutdown the connections
+/// close; a use after that throws.
 public final class PinnedConnections: Service, Sendable {
     public struct Options: Sendable {
         /// How long uses fail at once after a failed connect.
@@ -157,12 +158,14 @@ public final class PinnedConnections: Service, Sendable {
         }
     }
 
-    /// Opens the connections (a charger's first message should not wait for a connect, within its
-    /// time limit), then waits for the graceful shutdown and closes them.
+    /// Opens every slot's connection now, so that no charger's first message waits for a connect
+    /// within its time limit; a failure is logged and left to a later use to retry.
+    public func open() async {
+        for slot in 0..<count { _ = try? await connection(slot) }
+    }
+
+    /// Waits for the graceful shutdown, then closes the connections.
     public func run() async throws {
-        try? await cancelWhenGracefulShutdown {
-            for slot in 0..<self.count { _ = try? await self.connection(slot) }
-        }
         try? await gracefulShutdown()
         await close()
     }
