@@ -229,7 +229,9 @@ import Testing
     }
 
     @Test func anUnavailableDatabaseGetsInternalErrorQuicklyAndTheServerRecovers() async throws {
-        try await TestServer.with(configure: { $0.sessions.handlerTimeout = .seconds(2) }) { server in
+        // The limit also bounds the boot below, on a machine busy with the whole suite (2 s was
+        // missed there twice in fresh-clone runs): 4 s, with the InternalError still due within 8.
+        try await TestServer.with(configure: { $0.sessions.handlerTimeout = .seconds(4) }) { server in
             try await TestCharger.with(url: server.ocppURL + "/CP-DBDOWN") { charger in
                 _ = try await charger.boot()
                 let admin = server.database.with(database: "postgres")
