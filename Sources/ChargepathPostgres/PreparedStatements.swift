@@ -25,18 +25,6 @@ extension PostgresConnection {
     func run<Statement: PostgresPreparedStatement>(_ statement: Statement, logger: Logger) async throws where Statement.Row == () {
         for try await _ in try await execute(statement, logger: logger) {}
     }
-
-    /// Runs a prepared statement, ignoring the rows it returns.
-    func drain<Statement: PostgresPreparedStatement>(_ statement: Statement, logger: Logger) async throws {
-        for try await _ in try await execute(statement, logger: logger) {}
-    }
-}
-
-extension PostgresClient {
-    /// Runs a prepared statement, ignoring the rows it returns.
-    func drain<Statement: PostgresPreparedStatement>(_ statement: Statement, logger: Logger) async throws {
-        for try await _ in try await execute(statement, logger: logger) {}
-    }
 }
 
 /// The readings of many MeterValues messages (or of a StopTransaction's transactionData) in one
