@@ -49,6 +49,18 @@ public enum StopOutcome: Sendable, Equatable {
     case alreadyStoppedDifferently
 }
 
+/// The result of a StopTransaction: how it matched, and what we think of its tag (nil when the
+/// charger sent none).
+public struct StoppedTransaction: Sendable, Equatable {
+    public var outcome: StopOutcome
+    public var idTagInfo: IdTagInfo?
+
+    public init(outcome: StopOutcome, idTagInfo: IdTagInfo?) {
+        self.outcome = outcome
+        self.idTagInfo = idTagInfo
+    }
+}
+
 /// The port through which the OCPP 1.6 handler persists what chargers tell it.
 /// Every method commits before it returns: the charger's answer is sent only afterwards.
 public protocol CentralSystemStore: Sendable {
@@ -61,7 +73,7 @@ public protocol CentralSystemStore: Sendable {
     func authorize(idTag: String, at: Date) async throws -> IdTagInfo
     func startTransaction(chargePointID: String, _ request: StartTransactionRequest, receivedAt: Date) async throws -> StartedTransaction
     func recordMeterValues(chargePointID: String, connectorID: Int, transactionID: Int?, samples: [MeterSample], receivedAt: Date) async throws
-    func stopTransaction(chargePointID: String, _ request: StopTransactionRequest, samples: [MeterSample], receivedAt: Date) async throws -> StopOutcome
+    func stopTransaction(chargePointID: String, _ request: StopTransactionRequest, samples: [MeterSample], receivedAt: Date) async throws -> StoppedTransaction
     /// Stores a message kept as it came (DataTransfer, notifications).
     func recordMessage(chargePointID: String, action: String, payload: String, receivedAt: Date) async throws
 }

@@ -113,13 +113,9 @@ public struct OCPP16Handler: Sendable {
         case .stopTransaction:
             let request = try decode(StopTransactionRequest.self, payload)
             let samples = (request.transactionData ?? []).flatMap { MeterSample.all(at: $0.timestamp, $0.sampledValue) }
-            _ = try await store.stopTransaction(chargePointID: chargePoint, request, samples: samples, receivedAt: received)
             // Whatever we knew of the transaction, the charger gets an answer it will not retry.
-            var idTagInfo: IdTagInfo?
-            if let idTag = request.idTag {
-                idTagInfo = try await store.authorize(idTag: idTag, at: received)
-            }
-            return try encode(StopTransactionResponse(idTagInfo: idTagInfo))
+            let stopped = try await store.stopTransaction(chargePointID: chargePoint, request, samples: samples, receivedAt: received)
+            return try encode(StopTransactionResponse(idTagInfo: stopped.idTagInfo))
 
         case .dataTransfer:
             let request = try decode(DataTransferRequest.self, payload)

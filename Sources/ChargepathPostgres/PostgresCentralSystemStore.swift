@@ -78,13 +78,20 @@ public struct PostgresCentralSystemStore: CentralSystemStore {
     public func authorize(idTag: String, at date: Date) async throws -> IdTagInfo {
         let rows = try await client.execute(IdTagStatement(idTag: idTag), logger: logger)
         for try await (status, expiry, parent) in rows {
-            var authorization = AuthorizationStatus(rawValue: status) ?? .invalid
-            if authorization == .accepted, let expiry, expiry <= date {
-                authorization = .expired
-            }
-            return IdTagInfo(expiryDate: expiry, parentIdTag: parent, status: authorization)
+            return Self.idTagInfo(status: status, expiry: expiry, parent: parent, at: date)
         }
-        return IdTagInfo(status: .invalid)
+        return Self.idTagInfo(status: nil, expiry: nil, parent: nil, at: date)
+    }
+
+    /// What a charger is told of a tag: its status (an unknown tag or status is Invalid; an
+    /// Accepted one past its expiry is Expired), expiry and parent.
+    static func idTagInfo(status: String?, expiry: Date?, parent: String?, at date: Date) -> IdTagInfo {
+        guard let status else { return IdTagInfo(status: .invalid) }
+        var authorization = AuthorizationStatus(rawValue: status) ?? .invalid
+        if authorization == .accepted, let expiry, expiry <= date {
+            authorization = .expired
+        }
+        return IdTagInfo(expiryDate: expiry, parentIdTag: parent, status: authorization)
     }
 
     public func startTransaction(chargePointID: String, _ request: StartTransactionRequest, receivedAt: Date) async throws -> StartedTransaction {
@@ -112,66 +119,28 @@ public struct PostgresCentralSystemStore: CentralSystemStore {
         )
     }
 
-    public func stopTransaction(chargePointID: String, _ request: StopTransactionRequest, samples: [MeterSample], receivedAt: Date) async throws -> StopOutcome {
-        try await client.withTransaction(logger: logger) { connection in
-            let rows = try await connection.query(
-                """
-                SELECT charge_point_id, connector_id, meter_stop, stopped_at, stop_reason FROM transactions
-                WHERE transaction_id = \(request.transactionId) FOR UPDATE
-                """,
-                logger: logger
-            )
-            var found: (String, Int, Int?, Date?, String?)?
-            for try await row in rows.decode((String, Int, Int?, Date?, String?).self) { found = row }
-            let outcome: StopOutcome
-            var connectorID = 0
-            if let (owner, connector, meterStop, stoppedAt, stopReason) = found, owner == chargePointID {
-                connectorID = connector
-                // A transaction the central system closed as interrupted takes the charger's own
-                // StopTransaction when it comes after all: the charger's figures are the real ones.
-                if meterStop == nil || stopReason == "Interrupted" {
-                    try await connection.query(
-                        """
-                        UPDATE transactions SET meter_stop = \(request.meterStop), stopped_at = \(request.timestamp),
-                            stop_reason = \(request.reason?.rawValue ?? "Local"), stop_id_tag = \(request.idTag),
-                            received_stop_at = \(receivedAt)
-                        WHERE transaction_id = \(request.transactionId)
-                        """,
-                        logger: logger
-                    )
-                    outcome = .stopped
-                } else if meterStop == request.meterStop, stoppedAt == request.timestamp {
-                    outcome = .alreadyStoppedSame
-                } else {
-                    outcome = .alreadyStoppedDifferently
-                }
-            } else {
-                outcome = .unknownTransaction
-            }
-            if outcome == .unknownTransaction || outcome == .alreadyStoppedDifferently {
-                let detail = try Self.json([
-                    "transactionId": "\(request.transactionId)", "meterStop": "\(request.meterStop)",
-                    "timestamp": ISO8601DateFormatter().string(from: request.timestamp),
-                    "reason": request.reason?.rawValue ?? "", "idTag": request.idTag ?? "",
-                ])
-                let kind = outcome == .unknownTransaction ? "StopTransactionUnknown" : "StopTransactionAlreadyStopped"
-                try await connection.query(
-                    """
-                    INSERT INTO anomalies (charge_point_id, kind, detail, occurred_at)
-                    VALUES (\(chargePointID), \(kind), \(detail)::jsonb, \(receivedAt))
-                    """,
-                    logger: logger
-                )
-            }
-            if !samples.isEmpty {
-                let write = MeterValuesWrite(chargePointID: chargePointID, connectorID: connectorID, transactionID: request.transactionId,
-                                             samples: samples, receivedAt: receivedAt)
-                if let insert = Self.readingsInsert([write], source: "StopTransaction") {
-                    try await connection.run(insert, logger: logger)
-                }
-            }
-            return outcome
+    public func stopTransaction(chargePointID: String, _ request: StopTransactionRequest, samples: [MeterSample], receivedAt: Date) async throws -> StoppedTransaction {
+        var statement = StopTransactionStatement(
+            transactionID: request.transactionId, chargePointID: chargePointID, meterStop: request.meterStop,
+            stoppedAt: request.timestamp, stopReason: request.reason?.rawValue ?? "Local", idTag: request.idTag,
+            receivedAt: receivedAt, timestampText: request.timestamp.formatted(.iso8601), reasonText: request.reason?.rawValue ?? ""
+        )
+        for reading in MeterReading.group(samples) {
+            statement.readingTimes.append(OCPP16DateTime.format(reading.sampledAt))
+            statement.readingSamples.append(reading.samplesJSON)
+            statement.readingHashes.append(reading.samplesHash)
         }
+        for try await (kind, status, expiry, parent) in try await client.execute(statement, logger: logger) {
+            let outcome: StopOutcome = switch kind {
+            case "stopped": .stopped
+            case "same": .alreadyStoppedSame
+            case "unknown": .unknownTransaction
+            default: .alreadyStoppedDifferently
+            }
+            let idTagInfo = request.idTag.map { _ in Self.idTagInfo(status: status, expiry: expiry, parent: parent, at: receivedAt) }
+            return StoppedTransaction(outcome: outcome, idTagInfo: idTagInfo)
+        }
+        throw StoreError(description: "StopTransaction for \(chargePointID) returned no outcome")
     }
 
     public func recordMessage(chargePointID: String, action: String, payload: String, receivedAt: Date) async throws {

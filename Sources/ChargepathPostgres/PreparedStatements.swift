@@ -419,3 +419,87 @@ struct StartTransactionStatement: PostgresPreparedStatement {
 
     func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
 }
+
+/// A StopTransaction in one statement (`PostgresCentralSystemStore.stopTransaction`): the
+/// transaction locked and stopped (a transaction the central system closed as interrupted takes
+/// the charger's figures), an anomaly for an unknown transaction or a different second stop, the
+/// transactionData readings, and the stop's id tag looked up. As a transaction of four statements
+/// and a lookup after it, a stop leased pool connections five times, and under a fleet's load each
+/// lease waited for the connections that the others held between their statements: a stop's
+/// answer took 190 ms (p50) while a MeterValues took 8.
+struct StopTransactionStatement: PostgresPreparedStatement {
+    static let sql = """
+        WITH found AS (
+            SELECT transaction_id, connector_id, meter_stop, stopped_at, stop_reason FROM transactions
+            WHERE transaction_id = $1 AND charge_point_id = $2
+            FOR UPDATE
+        ),
+        stopped AS (
+            UPDATE transactions t SET meter_stop = $3, stopped_at = $4, stop_reason = $5, stop_id_tag = $6, received_stop_at = $7
+            FROM found f
+            WHERE t.transaction_id = f.transaction_id AND (f.meter_stop IS NULL OR f.stop_reason = 'Interrupted')
+            RETURNING t.transaction_id
+        ),
+        outcome AS (
+            SELECT CASE
+                WHEN EXISTS (SELECT FROM stopped) THEN 'stopped'
+                WHEN NOT EXISTS (SELECT FROM found) THEN 'unknown'
+                WHEN EXISTS (SELECT FROM found WHERE meter_stop = $3 AND stopped_at = $4) THEN 'same'
+                ELSE 'different'
+            END AS kind
+        ),
+        anomaly AS (
+            INSERT INTO anomalies (charge_point_id, kind, detail, occurred_at)
+            SELECT $2, CASE kind WHEN 'unknown' THEN 'StopTransactionUnknown' ELSE 'StopTransactionAlreadyStopped' END,
+                jsonb_build_object('transactionId', $1::text, 'meterStop', $3::text, 'timestamp', $8::text,
+                                   'reason', $9::text, 'idTag', coalesce($6, '')),
+                $7
+            FROM outcome WHERE kind IN ('unknown', 'different')
+        ),
+        readings AS (
+            INSERT INTO meter_readings (charge_point_id, connector_id, transaction_id, sampled_at, samples, source, received_at, samples_hash)
+            SELECT $2, coalesce((SELECT connector_id FROM found), 0), $1, r.t::timestamptz, r.s::jsonb, 'StopTransaction', $7, r.h
+            FROM unnest($10::text[], $11::text[], $12::bigint[]) AS r(t, s, h)
+            ON CONFLICT DO NOTHING
+        )
+        SELECT o.kind, tag.status, tag.expiry_date, tag.parent_id_tag
+        FROM outcome o
+        LEFT JOIN id_tags tag ON $6::text IS NOT NULL AND lower(tag.id_tag) = lower($6)
+        """
+    static let bindingDataTypes: [PostgresDataType] = [
+        .int8, .text, .int8, .timestamptz, .text, .text, .timestamptz, .text, .text, .textArray, .textArray, .int8Array,
+    ]
+    typealias Row = (String, String?, Date?, String?)
+
+    var transactionID: Int
+    var chargePointID: String
+    var meterStop: Int
+    var stoppedAt: Date
+    var stopReason: String
+    var idTag: String?
+    var receivedAt: Date
+    /// The stop's timestamp and reason as the anomaly's detail gives them ("" for no reason).
+    var timestampText: String
+    var reasonText: String
+    /// The transactionData readings: times (as text with milliseconds), samples (JSON), hashes.
+    var readingTimes: [String] = [], readingSamples: [String] = [], readingHashes: [Int64] = []
+
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 12)
+        bindings.append(transactionID)
+        bindings.append(chargePointID)
+        bindings.append(meterStop)
+        bindings.append(stoppedAt)
+        bindings.append(stopReason)
+        bindings.append(idTag)
+        bindings.append(receivedAt)
+        bindings.append(timestampText)
+        bindings.append(reasonText)
+        bindings.append(readingTimes)
+        bindings.append(readingSamples)
+        bindings.append(readingHashes)
+        return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
+}

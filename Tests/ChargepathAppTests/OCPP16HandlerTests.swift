@@ -106,8 +106,15 @@ import Testing
                 // Values for a transaction we do not know are kept, not refused.
                 _ = try await charger.expectResult("MeterValues", #"{"connectorId":2,"transactionId":99999,"meterValue":[{"timestamp":"\#(OCPPTime.iso(start))","sampledValue":[{"value":"5"}]}]}"#)
 
-                let stop = try await charger.expectResult("StopTransaction", #"{"transactionId":\#(id),"idTag":"TAG-1","meterStop":4200,"timestamp":"\#(OCPPTime.iso(start.addingTimeInterval(600)))","reason":"EVDisconnected","transactionData":[{"timestamp":"\#(OCPPTime.iso(start.addingTimeInterval(600)))","sampledValue":[{"value":"4200","measurand":"Energy.Active.Import.Register","unit":"Wh","context":"Transaction.End"}]}]}"#)
+                let stopPayload = #"{"transactionId":\#(id),"idTag":"TAG-1","meterStop":4200,"timestamp":"\#(OCPPTime.iso(start.addingTimeInterval(600)))","reason":"EVDisconnected","transactionData":[{"timestamp":"\#(OCPPTime.iso(start.addingTimeInterval(600)))","sampledValue":[{"value":"4200","measurand":"Energy.Active.Import.Register","unit":"Wh","context":"Transaction.End"}]}]}"#
+                let stop = try await charger.expectResult("StopTransaction", stopPayload)
                 #expect(stop["idTagInfo"]?["status"] == "Accepted")
+                // The same stop again (a retry under a new message id): the same answer, nothing doubled, no anomaly.
+                #expect(try await charger.expectResult("StopTransaction", stopPayload)["idTagInfo"]?["status"] == "Accepted")
+                #expect(try await Self.scalar(server, Int.self, "SELECT count(*)::int FROM anomalies") == 0)
+                // A stop without an idTag is answered without idTagInfo.
+                let untagged = try await charger.expectResult("StopTransaction", #"{"transactionId":\#(id),"meterStop":4200,"timestamp":"\#(OCPPTime.iso(start.addingTimeInterval(600)))"}"#)
+                #expect(untagged["idTagInfo"] == nil)
 
                 #expect(try await Self.scalar(server, Int.self, "SELECT count(*)::int FROM transactions") == 1)
                 #expect(try await Self.scalar(server, String.self, "SELECT meter_start || '-' || meter_stop || '-' || stop_reason || '-' || connector_id FROM transactions WHERE transaction_id = \(Int(id))") == "1000-4200-EVDisconnected-1")
@@ -124,8 +131,23 @@ import Testing
         try await TestServer.with { server in
             try await TestCharger.with(url: server.ocppURL + "/CP-ANOM") { charger in
                 _ = try await charger.boot()
-                _ = try await charger.expectResult("StopTransaction", #"{"transactionId":424242,"meterStop":10,"timestamp":"2026-11-25T10:00:00Z"}"#)
+                let answer = try await charger.expectResult("StopTransaction", #"{"transactionId":424242,"idTag":"NOBODY","meterStop":10,"timestamp":"2026-11-25T10:00:00Z"}"#)
+                #expect(answer["idTagInfo"]?["status"] == "Invalid")
                 #expect(try await Self.scalar(server, String.self, "SELECT kind FROM anomalies WHERE charge_point_id = 'CP-ANOM'") == "StopTransactionUnknown")
+                #expect(try await Self.scalar(server, String.self, "SELECT detail::text FROM anomalies WHERE charge_point_id = 'CP-ANOM'")
+                    == #"{"idTag": "NOBODY", "reason": "", "meterStop": "10", "timestamp": "2026-11-25T10:00:00Z", "transactionId": "424242"}"#)
+            }
+            // Another charger's transaction is unknown to this one: an anomaly, and the transaction is not touched.
+            try await TestCharger.with(url: server.ocppURL + "/CP-OWNER") { owner in
+                _ = try await owner.boot()
+                let started = try await owner.expectResult("StartTransaction", #"{"connectorId":1,"idTag":"T","meterStart":0,"timestamp":"2026-11-25T10:00:00Z"}"#)
+                let id = try #require(started["transactionId"]?.int64Value)
+                try await TestCharger.with(url: server.ocppURL + "/CP-OTHER") { other in
+                    _ = try await other.boot()
+                    _ = try await other.expectResult("StopTransaction", #"{"transactionId":\#(id),"meterStop":99,"timestamp":"2026-11-25T10:05:00Z"}"#)
+                }
+                #expect(try await Self.scalar(server, String.self, "SELECT kind FROM anomalies WHERE charge_point_id = 'CP-OTHER'") == "StopTransactionUnknown")
+                #expect(try await Self.scalar(server, Int.self, "SELECT count(*)::int FROM transactions WHERE transaction_id = \(Int(id)) AND meter_stop IS NULL") == 1)
             }
         }
     }
