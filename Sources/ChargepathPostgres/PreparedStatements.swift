@@ -281,18 +281,38 @@ struct RecordBootStatement: PostgresPreparedStatement {
     func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
 }
 
-/// A StatusNotification: its history row, and the connector's current status unless a newer one
-/// is already there (`PostgresCentralSystemStore.recordStatus`).
-struct RecordStatusStatement: PostgresPreparedStatement {
+/// StatusNotifications of many chargers in one statement (`PostgresCentralSystemStore.recordStatus`,
+/// through `GroupCommit`): their history rows in order of arrival, and each connector's current
+/// status unless a newer one is already there (chargers replay queued notifications after a
+/// reconnect). Of two notifications for one connector in a batch (two sockets of one charge point),
+/// the one with the newest timestamp (of equals, the later arrival; one without a timestamp only
+/// when none has one) is compared with the current status: what they would have left one after
+/// the other, when they have timestamps. Arrays cannot hold NULL here, so
+/// each optional column comes with a flag array saying whether it has a value.
+struct RecordStatusesStatement: PostgresPreparedStatement {
     static let sql = """
-        WITH history AS (
+        WITH s AS MATERIALIZED (
+            SELECT cp, cn, status, error_code,
+                CASE WHEN has_info THEN info END AS info,
+                CASE WHEN has_vendor_id THEN vendor_id END AS vendor_id,
+                CASE WHEN has_vendor_error_code THEN vendor_error_code END AS vendor_error_code,
+                CASE WHEN has_status_at THEN status_at END AS status_at,
+                received_at, n
+            FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::boolean[], $7::text[], $8::boolean[],
+                        $9::text[], $10::boolean[], $11::timestamptz[], $12::boolean[], $13::timestamptz[])
+                WITH ORDINALITY AS u(cp, cn, status, error_code, info, has_info, vendor_id, has_vendor_id,
+                                     vendor_error_code, has_vendor_error_code, status_at, has_status_at, received_at, n)
+        ),
+        history AS (
             INSERT INTO status_history (charge_point_id, connector_id, status, error_code, info, vendor_id,
                 vendor_error_code, status_at, received_at)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+            SELECT cp, cn, status, error_code, info, vendor_id, vendor_error_code, status_at, received_at
+            FROM s ORDER BY n
         )
         INSERT INTO connector_status (charge_point_id, connector_id, status, error_code, info, vendor_id,
             vendor_error_code, status_at, received_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+        SELECT DISTINCT ON (cp, cn) cp, cn, status, error_code, info, vendor_id, vendor_error_code, status_at, received_at
+        FROM s ORDER BY cp, cn, status_at DESC NULLS LAST, n DESC
         ON CONFLICT (charge_point_id, connector_id) DO UPDATE SET
             status = EXCLUDED.status, error_code = EXCLUDED.error_code, info = EXCLUDED.info,
             vendor_id = EXCLUDED.vendor_id, vendor_error_code = EXCLUDED.vendor_error_code,
@@ -301,10 +321,57 @@ struct RecordStatusStatement: PostgresPreparedStatement {
             OR EXCLUDED.status_at >= connector_status.status_at
         """
     static let bindingDataTypes: [PostgresDataType] = [
-        .text, .int8, .text, .text, .text, .text, .text, .timestamptz, .timestamptz,
+        .textArray, .int8Array, .textArray, .textArray, .textArray, .boolArray, .textArray, .boolArray,
+        .textArray, .boolArray, .timestamptzArray, .boolArray, .timestamptzArray,
     ]
     typealias Row = ()
 
+    var chargePoints: [String] = [], connectors: [Int] = [], statuses: [String] = [], errorCodes: [String] = []
+    var infos: [String] = [], hasInfo: [Bool] = [], vendorIDs: [String] = [], hasVendorID: [Bool] = []
+    var vendorErrorCodes: [String] = [], hasVendorErrorCode: [Bool] = []
+    var statusTimes: [Date] = [], hasStatusTime: [Bool] = [], received: [Date] = []
+
+    init(_ writes: [StatusWrite]) {
+        for write in writes {
+            chargePoints.append(write.chargePointID)
+            connectors.append(write.connectorID)
+            statuses.append(write.status)
+            errorCodes.append(write.errorCode)
+            infos.append(write.info ?? "")
+            hasInfo.append(write.info != nil)
+            vendorIDs.append(write.vendorID ?? "")
+            hasVendorID.append(write.vendorID != nil)
+            vendorErrorCodes.append(write.vendorErrorCode ?? "")
+            hasVendorErrorCode.append(write.vendorErrorCode != nil)
+            statusTimes.append(write.statusAt ?? write.receivedAt)
+            hasStatusTime.append(write.statusAt != nil)
+            received.append(write.receivedAt)
+        }
+    }
+
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 13)
+        bindings.append(chargePoints)
+        bindings.append(connectors)
+        bindings.append(statuses)
+        bindings.append(errorCodes)
+        bindings.append(infos)
+        bindings.append(hasInfo)
+        bindings.append(vendorIDs)
+        bindings.append(hasVendorID)
+        bindings.append(vendorErrorCodes)
+        bindings.append(hasVendorErrorCode)
+        bindings.append(statusTimes)
+        bindings.append(hasStatusTime)
+        bindings.append(received)
+        return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row {}
+}
+
+/// One StatusNotification to store.
+package struct StatusWrite: Sendable {
     var chargePointID: String
     var connectorID: Int
     var status: String
@@ -314,22 +381,6 @@ struct RecordStatusStatement: PostgresPreparedStatement {
     var vendorErrorCode: String?
     var statusAt: Date?
     var receivedAt: Date
-
-    func makeBindings() throws -> PostgresBindings {
-        var bindings = PostgresBindings(capacity: 9)
-        bindings.append(chargePointID)
-        bindings.append(connectorID)
-        bindings.append(status)
-        bindings.append(errorCode)
-        bindings.append(info)
-        bindings.append(vendorID)
-        bindings.append(vendorErrorCode)
-        bindings.append(statusAt)
-        bindings.append(receivedAt)
-        return bindings
-    }
-
-    func decodeRow(_ row: PostgresRow) throws -> Row {}
 }
 
 /// An id tag's authorization, case-insensitively (`PostgresCentralSystemStore.authorize`).

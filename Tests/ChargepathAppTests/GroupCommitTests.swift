@@ -2,6 +2,7 @@ import Chargepath
 import ChargepathPostgres
 import Foundation
 import Logging
+import OCPP16
 import NIOPosix
 import PostgresNIO
 import Synchronization
@@ -357,6 +358,80 @@ import Testing
         }
     }
 
+    /// StatusNotifications share statements too: every charger's history row, the newest status per
+    /// connector (not the last to arrive), NULL kept apart from "", and one that cannot be stored
+    /// (a charge point never booted) failing alone.
+    @Test func statusNotificationsOfManyChargersShareAStatementAndABadOneFailsAlone() async throws {
+        try await Self.withStore { store, client in
+            let base = Date(timeIntervalSince1970: 1_795_608_000)
+            for id in ["CP-S0", "CP-S1", "CP-S2"] {
+                _ = try await store.recordBoot(chargePointID: id, BootNotificationRequest(chargePointVendor: "V", chargePointModel: "M"), at: base)
+            }
+            func status(_ id: String, _ status: ChargePointStatus, at seconds: Double?, info: String? = nil) -> (String, StatusNotificationRequest) {
+                (id, StatusNotificationRequest(connectorId: 1, errorCode: .noError, info: info, status: status,
+                                               timestamp: seconds.map { base.addingTimeInterval($0) }))
+            }
+            let batches = store.statusWrites
+            /// Submits `first`, which holds the slot while `table` is locked, then `queued` in order
+            /// (one batch once the lock goes); returns which of `queued` were stored.
+            func submitBehindALock(_ queued: [(String, StatusNotificationRequest)]) async throws -> [Int: Bool] {
+                let locker = try await Self.lock(client: client, table: "connector_status")
+                return try await withThrowingTaskGroup(of: (Int, Bool).self) { group in
+                    func submit(_ index: Int, _ item: (String, StatusNotificationRequest)) {
+                        group.addTask {
+                            do {
+                                try await store.recordStatus(chargePointID: item.0, item.1, receivedAt: Date())
+                                return (index, true)
+                            } catch {
+                                return (index, false)
+                            }
+                        }
+                    }
+                    do {
+                        submit(-1, status("CP-S0", .available, at: nil))
+                        try await eventually(timeout: .seconds(60), "the slot busy") { batches.writingCount == 1 }
+                        for (index, item) in queued.enumerated() {
+                            submit(index, item)
+                            try await eventually(timeout: .seconds(60), "\(index + 1) queued") { batches.pendingCount == index + 1 }
+                        }
+                    } catch {
+                        try await locker.release()
+                        throw error
+                    }
+                    try await locker.release()
+                    var results: [Int: Bool] = [:]
+                    for try await (index, ok) in group { results[index] = ok }
+                    return results
+                }
+            }
+            let stored = try await submitBehindALock([
+                status("CP-S1", .charging, at: 10, info: ""),
+                status("CP-S1", .finishing, at: 20),
+                status("CP-S2", .faulted, at: 30, info: "ground fault"),
+                status("CP-S2", .available, at: 5),
+            ])
+            #expect(stored.values.allSatisfy { $0 } && stored.count == 5)
+            #expect(batches.statistics.largestBatch == 4 && batches.statistics.failedBatches == 0)
+            // A batch with a status that cannot be stored is written again one by one: only that one fails.
+            let retried = try await submitBehindALock([status("CP-NEVER-BOOTED", .available, at: 10), status("CP-S1", .available, at: 40)])
+            #expect(retried.filter { !$0.value }.map(\.key) == [0], "only the never-booted charger's status fails: \(retried)")
+            #expect(batches.statistics.failedBatches == 1)
+            func rows(_ sql: PostgresQuery) async throws -> [String] {
+                var out: [String] = []
+                for try await text in try await client.query(sql, logger: TestDatabase.logger).decode(String.self) { out.append(text) }
+                return out
+            }
+            #expect(try await rows("""
+                SELECT charge_point_id || ' ' || status || ' ' || coalesce(info, 'NULL') FROM status_history ORDER BY id
+                """) == ["CP-S0 Available NULL", "CP-S1 Charging ", "CP-S1 Finishing NULL", "CP-S2 Faulted ground fault", "CP-S2 Available NULL",
+                         "CP-S0 Available NULL", "CP-S1 Available NULL"])
+            #expect(try await rows("""
+                SELECT charge_point_id || ' ' || status || ' ' || coalesce(info, 'NULL') || ' ' || coalesce(extract(epoch FROM status_at)::bigint::text, 'NULL')
+                FROM connector_status ORDER BY charge_point_id
+                """) == ["CP-S0 Available NULL NULL", "CP-S1 Available NULL 1795608040", "CP-S2 Faulted ground fault 1795608030"])
+        }
+    }
+
     // MARK: - Helpers
 
     static func samples(message m: Int) -> [MeterSample] {
@@ -416,12 +491,17 @@ import Testing
     /// Holds `LOCK TABLE meter_readings IN EXCLUSIVE MODE` in an open transaction (reads go on, every
     /// INSERT waits) until `release()`.
     static func lockMeterValues(client: PostgresClient) async throws -> TableLock {
+        try await lock(client: client, table: "meter_readings")
+    }
+
+    /// Holds `table` locked against writes, in a transaction left open until `release()`.
+    static func lock(client: PostgresClient, table: String) async throws -> TableLock {
         let lock = TableLock()
         let locked = Latch()
         Task {
             try await client.withConnection { connection in
                 try await connection.query("BEGIN", logger: TestDatabase.logger)
-                try await connection.query("LOCK TABLE meter_readings IN EXCLUSIVE MODE", logger: TestDatabase.logger)
+                try await connection.query(PostgresQuery(unsafeSQL: "LOCK TABLE \(table) IN EXCLUSIVE MODE"), logger: TestDatabase.logger)
                 await locked.open()
                 await lock.released.wait()
                 try await connection.query("COMMIT", logger: TestDatabase.logger)
