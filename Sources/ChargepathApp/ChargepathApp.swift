@@ -93,7 +93,7 @@ public enum ChargepathApp {
         let migrations = MigrationRunner()
         let ports = PortCollector(nodeID: nodeID, onRunning: onRunning)
 
-        // The two statements every charger message may run, batched (`GroupCommit`), each on a
+        // The statements most charger messages run, batched (`GroupCommit`), each on a
         // connection of its own outside the pool (see `PinnedConnections` for why). Each connection
         // runs one prepared statement, planned once: PostgreSQL had chosen custom plans for the
         // probe, 100 µs of planning a call at 1,000 msg/s (pg_stat_statements).
@@ -104,10 +104,14 @@ public enum ChargepathApp {
         let probeConnections = try PinnedConnections(
             endpoint: database, count: 1, options: .init(startupParameters: onePlan, applicationName: "chargepath workflow probes"), logger: logger
         )
+        let statusConnections = try PinnedConnections(
+            endpoint: database, count: 1, options: .init(startupParameters: onePlan, applicationName: "chargepath status notifications"), logger: logger
+        )
         let store = PostgresCentralSystemStore(
             client: client, logger: logger, provisionOnBoot: configuration.provisionOnBoot,
             sessionInterruptGraceSeconds: configuration.sessionInterruptGraceSeconds,
-            meterValueConnections: meterValueConnections, meterValueSlots: meterValueConnections.count
+            meterValueConnections: meterValueConnections, meterValueSlots: meterValueConnections.count,
+            statusConnections: statusConnections
         )
         let schemaReady = Gate()
         let workflows = makeWorkflowEngine(
@@ -145,6 +149,7 @@ public enum ChargepathApp {
             }
             await meterValueConnections.open()
             await probeConnections.open()
+            await statusConnections.open()
             schemaReady.open()
         }
 
@@ -180,7 +185,7 @@ public enum ChargepathApp {
         // Shutdown runs in reverse: the listeners stop accepting, the chargers' sockets close (and
         // their rows go), then the workflow engine, the node's row, the pinned connections and the client stop.
         return [
-            client, meterValueConnections, probeConnections, nodeService, workflows, ChargerSocketDrain(sessions: sessions, logger: logger),
+            client, meterValueConnections, probeConnections, statusConnections, nodeService, workflows, ChargerSocketDrain(sessions: sessions, logger: logger),
             chargerApp, apiApp,
         ]
     }

@@ -10,8 +10,8 @@ import Synchronization
 /// (up to `maximumBatchSize`): the next batch fills while the previous one commits, so the batch size
 /// follows the load by itself.
 ///
-/// - A failed batch loses no one's item: every caller in it writes its item again, alone (in its own
-///   task), so only a bad item's caller sees an error. A write must therefore be atomic (one statement
+/// - A failed batch loses no one's item: every caller in it (even one alone in it) writes its item
+///   again, alone (in its own task, outside the slots), so only a bad item's caller sees an error. A write must therefore be atomic (one statement
 ///   or one transaction) and safe to repeat after an unclear failure (e.g. `ON CONFLICT DO NOTHING`).
 /// - Bounded: at most `maximumPending` callers wait; beyond that a caller writes alone, outside the
 ///   batches (the connection pool bounds those). A charger has one CALL in flight at a time, so each
@@ -145,9 +145,10 @@ package final class GroupCommit<Item: Sendable, Result: Sendable>: Sendable {
             handOff(slot: slot, batchSize: others.count + 1, failed: false)
             for (index, waiter) in others.enumerated() { waiter.continuation.resume(returning: .committed(results[index + 1])) }
             return results[0]
-        case .failure(let failure):
+        case .failure:
+            // The leader's item too, even alone in its batch: the slot's connection may have been
+            // what failed (closed by the database, and not yet seen closed), not the item.
             handOff(slot: slot, batchSize: others.count + 1, failed: true)
-            guard !others.isEmpty else { throw failure }
             for waiter in others { waiter.continuation.resume(returning: .writeAlone) }
             return try await write([item], nil)[0]
         }

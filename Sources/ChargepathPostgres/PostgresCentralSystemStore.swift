@@ -16,16 +16,21 @@ public struct PostgresCentralSystemStore: CentralSystemStore {
     let sessionInterruptGraceSeconds: Int
     /// Copies of this store share it.
     package let meterValueWrites: GroupCommit<MeterValuesWrite, Void>
-    /// StatusNotifications of many chargers share statements and commits too, through the pool: a
-    /// boot storm of 10,000 chargers sent 19,000 of them, one statement and commit each, the most
-    /// of PostgreSQL's work in the storm. Copies of this store share it.
+    /// StatusNotifications of many chargers share statements and commits too: a boot storm of
+    /// 10,000 chargers sent 19,000 of them, one statement and commit each, the most of
+    /// PostgreSQL's work in the storm. Copies of this store share it.
+    ///
+    /// A batch writes on a pinned connection (`statusConnections`), never through the pool: a
+    /// batch that waited for a pool connection while the database was away waited for good
+    /// (PostgresNIO 1.33.2 did not answer the lease when its caller was cancelled), held the one
+    /// slot, and every later StatusNotification failed after the database came back.
     package let statusWrites: GroupCommit<StatusWrite, Void>
 
     /// MeterValues batches write on `meterValueConnections` (one slot per concurrent batch) when
     /// given, else through the pool; items written alone always go through the pool.
     public init(
         client: PostgresClient, logger: Logger, provisionOnBoot: Bool = true, sessionInterruptGraceSeconds: Int = 60,
-        meterValueConnections: PinnedConnections? = nil, meterValueSlots: Int = 1
+        meterValueConnections: PinnedConnections? = nil, meterValueSlots: Int = 1, statusConnections: PinnedConnections? = nil
     ) {
         precondition(meterValueConnections.map { $0.count >= meterValueSlots } ?? true, "a pinned connection per slot")
         self.client = client
@@ -40,8 +45,13 @@ public struct PostgresCentralSystemStore: CentralSystemStore {
                 try await client.run(insert, logger: logger)
             }
         }
-        self.statusWrites = GroupCommit(configuration: .init(maximumConcurrentWrites: 1)) { writes, _ in
-            try await client.run(RecordStatusesStatement(writes), logger: logger)
+        // Without pinned connections, no batches (no caller waits: each is written alone through the pool).
+        self.statusWrites = GroupCommit(configuration: .init(maximumConcurrentWrites: 1, maximumPending: statusConnections == nil ? 0 : 20_000)) { writes, slot in
+            if let slot, let statusConnections {
+                try await statusConnections.withConnection(slot: slot) { try await $0.run(RecordStatusesStatement(writes), logger: logger) }
+            } else {
+                try await client.run(RecordStatusesStatement(writes), logger: logger)
+            }
         }
     }
 

@@ -460,18 +460,23 @@ import Testing
         let database = try await TestDatabase.shared.freshDatabase()
         let client = PostgresClient(configuration: database.clientConfiguration(maximumConnections: 8), backgroundLogger: TestDatabase.logger)
         let pinned = try PinnedConnections(endpoint: database, count: 2, options: .init(applicationName: pinnedName), logger: TestDatabase.logger)
+        let statusPinned = try PinnedConnections(endpoint: database, count: 1, options: .init(applicationName: "status test"), logger: TestDatabase.logger)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await client.run() }
             defer { group.cancelAll() }
             try await MigrationRunner().run(on: client, logger: TestDatabase.logger)
-            let store = PostgresCentralSystemStore(client: client, logger: TestDatabase.logger, meterValueConnections: pinned, meterValueSlots: 2)
+            let store = PostgresCentralSystemStore(
+                client: client, logger: TestDatabase.logger, meterValueConnections: pinned, meterValueSlots: 2, statusConnections: statusPinned
+            )
             do {
                 try await body(store, client)
             } catch {
                 await pinned.close()
+                await statusPinned.close()
                 throw error
             }
             await pinned.close()
+            await statusPinned.close()
         }
     }
 
