@@ -39,19 +39,23 @@ public struct PostgresCentralSystemStore: CentralSystemStore {
         self.sessionInterruptGraceSeconds = sessionInterruptGraceSeconds
         self.meterValueWrites = GroupCommit(configuration: .init(maximumConcurrentWrites: meterValueSlots)) { writes, slot in
             guard let insert = Self.readingsInsert(writes, source: "MeterValues") else { return }
-            if let slot, let meterValueConnections {
-                try await meterValueConnections.withConnection(slot: slot) { try await $0.run(insert, logger: logger) }
-            } else {
-                try await client.run(insert, logger: logger)
-            }
+            try await Self.run(insert, slot: slot, of: meterValueConnections, orThrough: client, logger: logger)
         }
         // Without pinned connections, no batches (no caller waits: each is written alone through the pool).
         self.statusWrites = GroupCommit(configuration: .init(maximumConcurrentWrites: 1, maximumPending: statusConnections == nil ? 0 : 20_000)) { writes, slot in
-            if let slot, let statusConnections {
-                try await statusConnections.withConnection(slot: slot) { try await $0.run(RecordStatusesStatement(writes), logger: logger) }
-            } else {
-                try await client.run(RecordStatusesStatement(writes), logger: logger)
-            }
+            try await Self.run(RecordStatusesStatement(writes), slot: slot, of: statusConnections, orThrough: client, logger: logger)
+        }
+    }
+
+    /// A batch's statement on its slot's pinned connection; through the pool for an item written
+    /// alone (no slot) or without pinned connections.
+    private static func run<Statement: PostgresPreparedStatement>(
+        _ statement: Statement, slot: Int?, of connections: PinnedConnections?, orThrough client: PostgresClient, logger: Logger
+    ) async throws where Statement.Row == () {
+        if let slot, let connections {
+            try await connections.withConnection(slot: slot) { try await $0.run(statement, logger: logger) }
+        } else {
+            try await client.run(statement, logger: logger)
         }
     }
 
