@@ -11,8 +11,9 @@ import Synchronization
 /// follows the load by itself.
 ///
 /// - A failed batch loses no one's item: every caller in it (even one alone in it) writes its item
-///   again, alone (in its own task, outside the slots), so only a bad item's caller sees an error. A write must therefore be atomic (one statement
-///   or one transaction) and safe to repeat after an unclear failure (e.g. `ON CONFLICT DO NOTHING`).
+///   again, alone (in its own task, outside the slots), so only a bad item's caller sees an error.
+///   A write must therefore be atomic (one statement or one transaction) and safe to repeat after
+///   an unclear failure (e.g. `ON CONFLICT DO NOTHING`).
 /// - Bounded: at most `maximumPending` callers wait; beyond that a caller writes alone, outside the
 ///   batches (the connection pool bounds those). A charger has one CALL in flight at a time, so each
 ///   connection holds at most one waiting item.

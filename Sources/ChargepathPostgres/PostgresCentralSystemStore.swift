@@ -42,7 +42,9 @@ public struct PostgresCentralSystemStore: CentralSystemStore {
             try await Self.run(insert, slot: slot, of: meterValueConnections, orThrough: client, logger: logger)
         }
         // Without pinned connections, no batches (no caller waits: each is written alone through the pool).
-        self.statusWrites = GroupCommit(configuration: .init(maximumConcurrentWrites: 1, maximumPending: statusConnections == nil ? 0 : 20_000)) { writes, slot in
+        var statusBatches = GroupCommit<StatusWrite, Void>.Configuration()
+        if statusConnections == nil { statusBatches.maximumPending = 0 }
+        self.statusWrites = GroupCommit(configuration: statusBatches) { writes, slot in
             try await Self.run(RecordStatusesStatement(writes), slot: slot, of: statusConnections, orThrough: client, logger: logger)
         }
     }
