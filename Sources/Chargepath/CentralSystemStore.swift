@@ -61,6 +61,18 @@ public struct StoppedTransaction: Sendable, Equatable {
     }
 }
 
+/// A running workflow execution waiting for one action's messages from a charger, as storage
+/// found it: its filters (`waitingFor`, JSON) are still to be checked against the message.
+public struct WaitingWorkflow: Sendable, Equatable {
+    public var executionID: String
+    public var waitingFor: String
+
+    public init(executionID: String, waitingFor: String) {
+        self.executionID = executionID
+        self.waitingFor = waitingFor
+    }
+}
+
 /// The port through which the OCPP 1.6 handler persists what chargers tell it.
 /// Every method commits before it returns: the charger's answer is sent only afterwards.
 public protocol CentralSystemStore: Sendable {
@@ -72,7 +84,11 @@ public protocol CentralSystemStore: Sendable {
     /// Looks an idTag up in the authorization list (unknown → Invalid; past expiry → Expired).
     func authorize(idTag: String, at: Date) async throws -> IdTagInfo
     func startTransaction(chargePointID: String, _ request: StartTransactionRequest, receivedAt: Date) async throws -> StartedTransaction
-    func recordMeterValues(chargePointID: String, connectorID: Int, transactionID: Int?, samples: [MeterSample], receivedAt: Date) async throws
+    /// Stores a MeterValues message's samples; returns the running workflow executions waiting for
+    /// this charger's MeterValues, read by the statement that stored them (no second round trip
+    /// on the busiest message).
+    @discardableResult
+    func recordMeterValues(chargePointID: String, connectorID: Int, transactionID: Int?, samples: [MeterSample], receivedAt: Date) async throws -> [WaitingWorkflow]
     func stopTransaction(chargePointID: String, _ request: StopTransactionRequest, samples: [MeterSample], receivedAt: Date) async throws -> StoppedTransaction
     /// Stores a message kept as it came (DataTransfer, notifications).
     func recordMessage(chargePointID: String, action: String, payload: String, receivedAt: Date) async throws

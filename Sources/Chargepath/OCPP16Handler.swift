@@ -58,8 +58,23 @@ public struct OCPP16Handler: Sendable {
         action == OCPP16Action.heartbeat.rawValue && state.isAccepted
     }
 
+    /// The answer to one CALL, and what storing it learnt on the way.
+    public struct Answer: Sendable {
+        /// The CALLRESULT's payload.
+        public var payload: JSONValue
+        /// The workflow executions waiting for this message, when the statement that stored it
+        /// read them too (MeterValues); nil when nobody looked.
+        public var waitingWorkflows: [WaitingWorkflow]?
+    }
+
     /// Answers one CALL whose payload already passed schema validation.
-    public func handle(action: OCPP16Action, payload: JSONValue, state: inout OCPP16SessionState) async throws -> JSONValue {
+    public func handle(action: OCPP16Action, payload: JSONValue, state: inout OCPP16SessionState) async throws -> Answer {
+        var waiting: [WaitingWorkflow]?
+        let result = try await answer(action: action, payload: payload, state: &state, waiting: &waiting)
+        return Answer(payload: result, waitingWorkflows: waiting)
+    }
+
+    private func answer(action: OCPP16Action, payload: JSONValue, state: inout OCPP16SessionState, waiting: inout [WaitingWorkflow]?) async throws -> JSONValue {
         let chargePoint = state.chargePointID
         if action != .bootNotification, !state.isAccepted {
             if !state.knowsRegistration {
@@ -104,7 +119,7 @@ public struct OCPP16Handler: Sendable {
                 let request = try decode(MeterValuesRequest.self, payload)
                 return (request.connectorId, request.transactionId, request.meterValue.flatMap { MeterSample.all(at: $0.timestamp, $0.sampledValue) })
             }()
-            try await store.recordMeterValues(
+            waiting = try await store.recordMeterValues(
                 chargePointID: chargePoint, connectorID: request.connectorID, transactionID: request.transactionID,
                 samples: request.samples, receivedAt: received
             )

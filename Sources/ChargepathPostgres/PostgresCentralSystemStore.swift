@@ -15,7 +15,7 @@ public struct PostgresCentralSystemStore: CentralSystemStore {
     let provisionOnBoot: Bool
     let sessionInterruptGraceSeconds: Int
     /// Copies of this store share it.
-    package let meterValueWrites: GroupCommit<MeterValuesWrite, Void>
+    package let meterValueWrites: GroupCommit<MeterValuesWrite, [WaitingWorkflow]>
     /// StatusNotifications of many chargers share statements and commits too: a boot storm of
     /// 10,000 chargers sent 19,000 of them, one statement and commit each, the most of
     /// PostgreSQL's work in the storm. Copies of this store share it.
@@ -38,26 +38,13 @@ public struct PostgresCentralSystemStore: CentralSystemStore {
         self.provisionOnBoot = provisionOnBoot
         self.sessionInterruptGraceSeconds = sessionInterruptGraceSeconds
         self.meterValueWrites = GroupCommit(configuration: .init(maximumConcurrentWrites: meterValueSlots)) { writes, slot in
-            guard let insert = Self.readingsInsert(writes, source: "MeterValues") else { return }
-            try await Self.run(insert, slot: slot, of: meterValueConnections, orThrough: client, logger: logger)
+            try await Self.recordMeterValues(writes, slot: slot, pinned: meterValueConnections, client: client, logger: logger)
         }
         // Without pinned connections, no batches (no caller waits: each is written alone through the pool).
         var statusBatches = GroupCommit<StatusWrite, Void>.Configuration()
         if statusConnections == nil { statusBatches.maximumPending = 0 }
         self.statusWrites = GroupCommit(configuration: statusBatches) { writes, slot in
-            try await Self.run(RecordStatusesStatement(writes), slot: slot, of: statusConnections, orThrough: client, logger: logger)
-        }
-    }
-
-    /// A batch's statement on its slot's pinned connection; through the pool for an item written
-    /// alone (no slot) or without pinned connections.
-    private static func run<Statement: PostgresPreparedStatement>(
-        _ statement: Statement, slot: Int?, of connections: PinnedConnections?, orThrough client: PostgresClient, logger: Logger
-    ) async throws where Statement.Row == () {
-        if let slot, let connections {
-            try await connections.withConnection(slot: slot) { try await $0.run(statement, logger: logger) }
-        } else {
-            try await client.run(statement, logger: logger)
+            _ = try await client.rows(of: RecordStatusesStatement(writes), slot: slot, pinned: statusConnections, logger: logger)
         }
     }
 
@@ -129,8 +116,8 @@ public struct PostgresCentralSystemStore: CentralSystemStore {
         throw StoreError(description: "StartTransaction for \(chargePointID) returned no transaction id")
     }
 
-    public func recordMeterValues(chargePointID: String, connectorID: Int, transactionID: Int?, samples: [MeterSample], receivedAt: Date) async throws {
-        guard !samples.isEmpty else { return }
+    @discardableResult
+    public func recordMeterValues(chargePointID: String, connectorID: Int, transactionID: Int?, samples: [MeterSample], receivedAt: Date) async throws -> [WaitingWorkflow] {
         try await meterValueWrites.submit(
             MeterValuesWrite(chargePointID: chargePointID, connectorID: connectorID, transactionID: transactionID,
                              samples: samples, receivedAt: receivedAt)
@@ -172,12 +159,23 @@ public struct PostgresCentralSystemStore: CentralSystemStore {
     }
 
 
-    /// One INSERT of every reading of `writes` (arrays unnested), nil when there is none; a resent
-    /// reading is ignored. Times go as text with milliseconds (`OCPP16DateTime.format`), as before
-    /// migration 0009.
-    static func readingsInsert(_ writes: [MeterValuesWrite], source: String) -> MeterReadingsInsertStatement? {
-        var statement = MeterReadingsInsertStatement(source: source)
+    /// Stores a batch of MeterValues messages in one statement (on `slot`'s pinned connection, or
+    /// through the pool); returns each message's waiting workflow executions, in order.
+    package static func recordMeterValues(
+        _ writes: [MeterValuesWrite], slot: Int?, pinned: PinnedConnections?, client: PostgresClient, logger: Logger
+    ) async throws -> [[WaitingWorkflow]] {
+        let rows = try await client.rows(of: meterValuesStatement(writes), slot: slot, pinned: pinned, logger: logger)
+        return WaitingExecutionsStatement.waiting(rows, probes: writes.count)
+    }
+
+    /// One INSERT of every reading of `writes` (arrays unnested), which also reads the executions
+    /// waiting for each write's charger's MeterValues; a resent reading is ignored. Times go as
+    /// text with milliseconds (`OCPP16DateTime.format`), as before migration 0009.
+    static func meterValuesStatement(_ writes: [MeterValuesWrite]) -> RecordMeterValuesStatement {
+        var statement = RecordMeterValuesStatement()
+        statement.messages.reserveCapacity(writes.count)
         for write in writes {
+            statement.messages.append(write.chargePointID)
             for reading in MeterReading.group(write.samples) {
                 statement.chargePoints.append(write.chargePointID)
                 statement.connectors.append(write.connectorID)
@@ -189,7 +187,7 @@ public struct PostgresCentralSystemStore: CentralSystemStore {
                 statement.hashes.append(reading.samplesHash)
             }
         }
-        return statement.samples.isEmpty ? nil : statement
+        return statement
     }
 
     static func json(_ dictionary: [String: String]) throws -> String {

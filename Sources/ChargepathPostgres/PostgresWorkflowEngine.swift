@@ -69,7 +69,7 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
     let now: @Sendable () -> Date
     let schemaReady: Gate
     /// The wake-up probes of many chargers' messages in one round trip (see `chargerMessage`).
-    let waitProbes: GroupCommit<WaitProbe, [WaitingExecution]>
+    let waitProbes: GroupCommit<WaitProbe, [WaitingWorkflow]>
 
     public init(
         client: PostgresClient, workflows: [AnyWorkflow], configuration: Configuration = .init(), logger: Logger,
@@ -88,12 +88,7 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
         let logger = logger
         // One slot (see `GroupCommit.Configuration.maximumConcurrentWrites`), on its own connection when given.
         self.waitProbes = GroupCommit(configuration: .init(maximumBatchSize: 512, maximumConcurrentWrites: 1)) { probes, slot in
-            if let slot, let probeConnections {
-                return try await probeConnections.withConnection(slot: slot) { connection in
-                    try await Self.waitingExecutions(probes, rows: try await connection.execute(WaitingExecutionsStatement(probes: probes), logger: logger))
-                }
-            }
-            return try await Self.waitingExecutions(probes, client: client, logger: logger)
+            try await Self.waitingExecutions(probes, slot: slot, pinned: probeConnections, client: client, logger: logger)
         }
     }
 
@@ -202,16 +197,18 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
 
     // MARK: Charger events
 
-    /// A charger message was persisted and answered: wake the executions waiting for it.
-    public func chargerMessage(chargePointID: String, action: String, request: JSONValue, response: JSONValue) async {
+    /// A charger message was persisted: wake the executions waiting for it.
+    public func chargerMessage(chargePointID: String, action: String, request: JSONValue, response: JSONValue, waiting known: [WaitingWorkflow]?) async {
         do {
-            // Most messages wake nobody: a probe of `workflow_waits` (migration 0008) says so at once;
+            // Most messages wake nobody: a probe of `workflow_waits` (migration 0008) says so at once,
+            // unless the statement that stored the message read it already (MeterValues);
             // the filters (connector, transaction) are checked here for the few that wait.
             // Batched: under load one statement probes for many chargers' messages at once.
-            let waiting = try await waitProbes.submit(WaitProbe(chargePointID: chargePointID, action: action))
+            var waiting = known ?? []
+            if known == nil { waiting = try await waitProbes.submit(WaitProbe(chargePointID: chargePointID, action: action)) }
             var matching: [String] = []
             for execution in waiting {
-                let id = execution.id
+                let id = execution.executionID
                 let filters = try JSONValue.parse(execution.waitingFor).decode([MessageFilter].self)
                 if filters.contains(where: { $0.matches(chargePointID: chargePointID, action: action, request: request, response: response) }) {
                     matching.append(id)
@@ -224,19 +221,14 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
         }
     }
 
-    /// The running executions waiting for each probe's charger and action, in the probes' order.
-    /// One statement for one probe (a quiet system) or many.
-    package static func waitingExecutions(_ probes: [WaitProbe], client: PostgresClient, logger: Logger) async throws -> [[WaitingExecution]] {
-        try await waitingExecutions(probes, rows: try await client.execute(WaitingExecutionsStatement(probes: probes), logger: logger))
-    }
-
-    private static func waitingExecutions<Rows: AsyncSequence>(_ probes: [WaitProbe], rows: Rows) async throws -> [[WaitingExecution]]
-    where Rows.Element == WaitingExecutionsStatement.Row {
-        var found = Array(repeating: [WaitingExecution](), count: probes.count)
-        for try await (index, id, waitingFor) in rows {
-            found[index - 1].append(WaitingExecution(id: id, waitingFor: waitingFor))
-        }
-        return found
+    /// The running executions waiting for each probe's charger and action, in the probes' order:
+    /// one statement for one probe (a quiet system) or many, on `slot`'s pinned connection or
+    /// through the pool.
+    package static func waitingExecutions(
+        _ probes: [WaitProbe], slot: Int? = nil, pinned: PinnedConnections? = nil, client: PostgresClient, logger: Logger
+    ) async throws -> [[WaitingWorkflow]] {
+        let rows = try await client.rows(of: WaitingExecutionsStatement(probes: probes), slot: slot, pinned: pinned, logger: logger)
+        return WaitingExecutionsStatement.waiting(rows, probes: probes.count)
     }
 
     public func chargerDisconnected(chargePointID: String) async {

@@ -1,3 +1,4 @@
+import Chargepath
 import Foundation
 import Logging
 import PostgresNIO
@@ -20,34 +21,57 @@ extension PostgresClient {
     }
 }
 
-extension PostgresConnection {
-    /// Runs a prepared statement that returns no rows.
-    func run<Statement: PostgresPreparedStatement>(_ statement: Statement, logger: Logger) async throws where Statement.Row == () {
-        for try await _ in try await execute(statement, logger: logger) {}
+extension PostgresClient {
+    /// A batch's statement's rows: on its slot's connection of `pinned` when both are given,
+    /// otherwise through this pool (an item written alone, or no pinned connections).
+    func rows<Statement: PostgresPreparedStatement>(
+        of statement: Statement, slot: Int?, pinned: PinnedConnections?, logger: Logger
+    ) async throws -> [Statement.Row] {
+        var rows: [Statement.Row] = []
+        if let slot, let pinned {
+            try await pinned.withConnection(slot: slot) { connection in
+                for try await row in try await connection.execute(statement, logger: logger) { rows.append(row) }
+            }
+        } else {
+            for try await row in try await execute(statement, logger: logger) { rows.append(row) }
+        }
+        return rows
     }
 }
 
-/// The readings of many MeterValues messages (or of a StopTransaction's transactionData) in one
-/// INSERT, committed as one, one array per column (`PostgresCentralSystemStore.readingsInsert`). A
-/// resent reading is ignored, so writing a message again after an unclear failure doubles nothing.
-/// Prepared: as an ordinary query PostgreSQL parsed and planned it for every batch, the largest
-/// share of its CPU per statement besides the commit at low load (perf).
-struct MeterReadingsInsertStatement: PostgresPreparedStatement {
+/// The readings of many MeterValues messages in one INSERT, committed as one, one array per
+/// column (`PostgresCentralSystemStore.meterValuesStatement`). A resent reading is ignored, so
+/// writing a message again after an unclear failure doubles nothing. Prepared: as an ordinary
+/// query PostgreSQL parsed and planned it for every batch, the largest share of its CPU per
+/// statement besides the commit at low load (perf).
+///
+/// The same statement reads the workflow executions waiting for each message's charger's
+/// MeterValues (`$9`, one charger per message; rows name their message by position, from 1).
+/// As a second statement, that wake-up probe was a second round trip for every batch of the
+/// busiest message, before its answer: 6% of the server's CPU per message, and 4% of the
+/// sessions benchmark's throughput (BENCHMARKS.md).
+struct RecordMeterValuesStatement: PostgresPreparedStatement {
     static let sql = """
-        INSERT INTO meter_readings (charge_point_id, connector_id, transaction_id, sampled_at, samples, source, received_at, samples_hash)
-        SELECT cp, cn, CASE WHEN has_tx THEN tx END, t::timestamptz, s::jsonb, $9, r, h
-        FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::boolean[], $5::timestamptz[], $6::text[], $7::text[], $8::bigint[])
-            AS s(cp, cn, tx, has_tx, r, t, s, h)
-        ON CONFLICT DO NOTHING
+        WITH stored AS (
+            INSERT INTO meter_readings (charge_point_id, connector_id, transaction_id, sampled_at, samples, source, received_at, samples_hash)
+            SELECT cp, cn, CASE WHEN has_tx THEN tx END, t::timestamptz, s::jsonb, 'MeterValues', r, h
+            FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::boolean[], $5::timestamptz[], $6::text[], $7::text[], $8::bigint[])
+                AS s(cp, cn, tx, has_tx, r, t, s, h)
+            ON CONFLICT DO NOTHING
+        )
+        SELECT p.n::bigint, w.id, w.waiting_for::text
+        FROM unnest($9::text[]) WITH ORDINALITY AS p(charge_point_id, n)
+        \(WaitingExecutionsStatement.lookup(action: "'MeterValues'"))
         """
     static let bindingDataTypes: [PostgresDataType] = [
-        .textArray, .int8Array, .int8Array, .boolArray, .timestamptzArray, .textArray, .textArray, .int8Array, .text,
+        .textArray, .int8Array, .int8Array, .boolArray, .timestamptzArray, .textArray, .textArray, .int8Array, .textArray,
     ]
-    typealias Row = ()
+    typealias Row = (Int, String, String)
 
-    var source: String
     var chargePoints: [String] = [], connectors: [Int] = [], transactions: [Int] = [], hasTransaction: [Bool] = []
     var received: [Date] = [], times: [String] = [], samples: [String] = [], hashes: [Int64] = []
+    /// Each message's charger, in the batch's order.
+    var messages: [String] = []
 
     func makeBindings() throws -> PostgresBindings {
         var bindings = PostgresBindings(capacity: 9)
@@ -59,11 +83,11 @@ struct MeterReadingsInsertStatement: PostgresPreparedStatement {
         bindings.append(times)
         bindings.append(samples)
         bindings.append(hashes)
-        bindings.append(source)
+        bindings.append(messages)
         return bindings
     }
 
-    func decodeRow(_ row: PostgresRow) throws -> Row {}
+    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
 }
 
 /// One charger message's wake-up probe: its charger and action.
@@ -75,12 +99,6 @@ package struct WaitProbe: Sendable {
         self.chargePointID = chargePointID
         self.action = action
     }
-}
-
-/// A running execution waiting for a charger message, with its filters (JSON).
-package struct WaitingExecution: Sendable, Equatable {
-    package var id: String
-    package var waitingFor: String
 }
 
 /// The running workflow executions waiting for charger messages (migration 0008), for one probe or
@@ -95,13 +113,20 @@ struct WaitingExecutionsStatement: PostgresPreparedStatement {
     static let sql = """
         SELECT p.n::bigint, w.id, w.waiting_for::text
         FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS p(charge_point_id, action, n)
+        \(lookup(action: "p.action"))
+        """
+
+    /// The lookup for each row `p` (its `charge_point_id`) of the executions waiting for `action`.
+    static func lookup(action: String) -> String {
+        """
         CROSS JOIN LATERAL (
             SELECT e.id, e.waiting_for FROM workflow_waits ww
             JOIN workflow_executions e ON e.id = ww.execution_id
-            WHERE ww.charge_point_id = p.charge_point_id AND ww.action = p.action AND e.status = 'RUNNING'
+            WHERE ww.charge_point_id = p.charge_point_id AND ww.action = \(action) AND e.status = 'RUNNING'
             OFFSET 0
         ) w
         """
+    }
     static let bindingDataTypes: [PostgresDataType] = [.textArray, .textArray]
     typealias Row = (Int, String, String)
 
@@ -115,6 +140,13 @@ struct WaitingExecutionsStatement: PostgresPreparedStatement {
     }
 
     func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
+
+    /// Each probe's executions, in the probes' order, from rows that name their probe by position.
+    static func waiting(_ rows: [(Int, String, String)], probes: Int) -> [[WaitingWorkflow]] {
+        var found = Array(repeating: [WaitingWorkflow](), count: probes)
+        for (n, id, waitingFor) in rows { found[n - 1].append(WaitingWorkflow(executionID: id, waitingFor: waitingFor)) }
+        return found
+    }
 }
 
 /// What admission needs to know about a charger (`PostgresManagementStore.credentials`).

@@ -219,9 +219,9 @@ final class OCPP16Session: ChargerSession {
             return (Self.error(id, code, violations.summary()).encode(), state)
         }
         var updated = state
-        let result: JSONValue
+        let answer: OCPP16Handler.Answer
         do {
-            result = try await handler.handle(action: known, payload: payload, state: &updated)
+            answer = try await handler.handle(action: known, payload: payload, state: &updated)
         } catch let error as OCPPCallError {
             return (Self.error(id, error.code, error.message).encode(), state)
         } catch {
@@ -231,9 +231,11 @@ final class OCPP16Session: ChargerSession {
             return (Self.error(id, .internalError, "The central system could not store this message right now; send it again later.").encode(), state)
         }
         if let workflows, Self.actionsWorkflowsWaitFor.contains(action) {
-            await workflows.chargerMessage(chargePointID: chargePointID, action: action, request: payload, response: result)
+            await workflows.chargerMessage(
+                chargePointID: chargePointID, action: action, request: payload, response: answer.payload, waiting: answer.waitingWorkflows
+            )
         }
-        return (OCPPFrame.callResult(id: id, payload: result).encode(), updated)
+        return (OCPPFrame.callResult(id: id, payload: answer.payload).encode(), updated)
     }
 
     static let actionsWorkflowsWaitFor: Set<String> = ["BootNotification", "StartTransaction", "StopTransaction", "StatusNotification", "MeterValues"]

@@ -1,5 +1,6 @@
 public import Foundation
 public import OCPPCore
+public import Chargepath
 
 /// One execution as operators see it.
 public struct WorkflowExecution: Sendable {
@@ -57,8 +58,10 @@ public protocol WorkflowEngine: Sendable {
     func cancel(id: String) async throws -> WorkflowCancelResult
     /// Delivers an operator signal (`limits` to a ChargingSession, say) to a running execution.
     func signal(id: String, name: String, payload: JSONValue) async throws -> WorkflowSignalResult
-    /// A charger message was persisted and answered.
-    func chargerMessage(chargePointID: String, action: String, request: JSONValue, response: JSONValue) async
+    /// A charger message was persisted (and is about to be answered). `waiting`: the executions
+    /// waiting for the charger's messages of this action, when storing the message read them
+    /// already; nil to have the engine look them up.
+    func chargerMessage(chargePointID: String, action: String, request: JSONValue, response: JSONValue, waiting: [WaitingWorkflow]?) async
     /// A charger's last connection to this node closed.
     func chargerDisconnected(chargePointID: String) async
 }

@@ -285,7 +285,9 @@ import Testing
         // A limit that the other messages meet even on a machine busy with the rest of the suite.
         try await TestServer.with(configure: { $0.sessions.handlerTimeout = .seconds(3) }) { server in
             try await TestCharger.with(url: server.ocppURL + "/CP-STUCK") { charger in
-                _ = try await charger.boot()
+                // Under the whole suite's load a first boot can itself pass the short limit (it was
+                // answered InternalError once): the charger boots again, as firmware does.
+                try await eventually(timeout: .seconds(30), "the charger is accepted") { (try? await charger.boot()) != nil }
                 try await TestDatabase.withClient(server.database) { client in
                     let lock = try await GroupCommitTests.lockMeterValues(client: client)
                     do {

@@ -225,13 +225,35 @@ struct TallyWorkflow: WorkflowDefinition {
         let expected = [["x1", "x3"], ["x2"], [], ["x1", "x3"], [], ["x1"]]
         try await TestDatabase.withClient(database) { client in
             let batch = try await PostgresWorkflowEngine.waitingExecutions(probes, client: client, logger: TestDatabase.logger)
-            #expect(batch.map { $0.map(\.id).sorted() } == expected)
+            #expect(batch.map { $0.map(\.executionID).sorted() } == expected)
             #expect(batch[1].first?.waitingFor.contains("MeterValues") == true)
             // Alone (a quiet system) the same answers.
             for (probe, ids) in zip(probes, expected) {
                 let alone = try await PostgresWorkflowEngine.waitingExecutions([probe], client: client, logger: TestDatabase.logger)
-                #expect(alone.map { $0.map(\.id).sorted() } == [ids])
+                #expect(alone.map { $0.map(\.executionID).sorted() } == [ids])
             }
+            // MeterValues read their waiters in the statement that stores them: the same answers
+            // for each message of a batch, and every reading stored.
+            let at = Date(timeIntervalSince1970: 1_795_608_000)
+            let chargers = ["CP-1", "CP-2", "CP-3", "CP-2"]
+            let writes = chargers.enumerated().map { i, charger in
+                MeterValuesWrite(chargePointID: charger, connectorID: 1, transactionID: i == 0 ? nil : 7, samples: [
+                    MeterSample(sampledAt: at.addingTimeInterval(Double(i)), value: "\(1000 + i)", measurand: "Energy.Active.Import.Register", unit: "Wh"),
+                    MeterSample(sampledAt: at.addingTimeInterval(Double(i) + 0.5), value: "\(2000 + i)", measurand: "Energy.Active.Import.Register", unit: "Wh"),
+                ], receivedAt: at)
+            }
+            let stored = try await PostgresCentralSystemStore.recordMeterValues(writes, slot: nil, pinned: nil, client: client, logger: TestDatabase.logger)
+            #expect(stored.map { $0.map(\.executionID) } == [[], ["x2"], [], ["x2"]])
+            #expect(stored[1].first?.waitingFor.contains("MeterValues") == true)
+            let readings = try await client.query("SELECT charge_point_id, count(*)::int FROM meter_readings WHERE source = 'MeterValues' GROUP BY 1 ORDER BY 1", logger: TestDatabase.logger)
+            var counts: [String: Int] = [:]
+            for try await (charger, count) in readings.decode((String, Int).self) { counts[charger] = count }
+            #expect(counts == ["CP-1": 2, "CP-2": 4, "CP-3": 2])
+            // The same batch again (an unclear failure, written again): nothing doubled, the same waiters.
+            let again = try await PostgresCentralSystemStore.recordMeterValues(writes, slot: nil, pinned: nil, client: client, logger: TestDatabase.logger)
+            #expect(again.map { $0.map(\.executionID) } == [[], ["x2"], [], ["x2"]])
+            let total = try await client.query("SELECT count(*)::int FROM meter_readings", logger: TestDatabase.logger)
+            for try await count in total.decode(Int.self) { #expect(count == 8) }
         }
     }
 }
