@@ -34,6 +34,8 @@ public struct FleetConfiguration: Sendable {
     public var subprotocols: [String] = ["ocpp1.6"]
     public var connectorsPerCharger: Int = 1
     public var callTimeout: Duration = .seconds(30)
+    /// Each charger's `ChargePointConfiguration.timerGranularity`.
+    public var timerGranularity: Duration = .milliseconds(2)
     public var connectTimeout: Duration = .seconds(10)
     public var heartbeatInterval: Duration = .seconds(300)
     /// sessions: MeterValues interval, session length and pause between sessions.
@@ -130,6 +132,7 @@ public struct Fleet: Sendable {
                 cp.localAddress = c.sourceAddresses.isEmpty ? nil : c.sourceAddresses[i % c.sourceAddresses.count]
                 cp.numberOfConnectors = c.connectorsPerCharger
                 cp.callTimeout = c.callTimeout
+                cp.timerGranularity = c.timerGranularity
                 cp.connectTimeout = c.connectTimeout
                 cp.heartbeatInterval = c.heartbeatInterval
                 cp.meterValueInterval = c.meterInterval

@@ -66,8 +66,8 @@ struct Serve: AsyncParsableCommand {
     var callTimeout: Int = 30
     @Option(help: "Seconds a workflow's call to a charger is leased to one worker; after a crash it is sent again once the lease runs out.")
     var workflowCallLease: Int = 60
-    @Option(help: "Workflow worker lanes: starts and steps run this many at a time, each on a pool connection of its own.")
-    var workflowLanes: Int = 4
+    @Option(help: "Workflow worker lanes: starts and steps run this many at a time, each on a pool connection of its own. Default: half the cores, at least one.")
+    var workflowLanes: Int?
     @Option(help: "The most workflow starts (asked for by charger messages) one transaction claims.")
     var workflowStartBatch: Int = 16
     @Flag(help: "Do not start a Provisioning workflow (configuration push and TriggerMessage) after each Accepted boot.")
@@ -104,10 +104,10 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError("--workflow-call-lease must be longer than --call-timeout, or a slow answer would be sent twice.")
         }
         configuration.workflows.callLease = .seconds(workflowCallLease)
-        guard workflowLanes > 0, workflowStartBatch > 0 else {
+        guard workflowLanes ?? 1 > 0, workflowStartBatch > 0 else {
             throw ValidationError("--workflow-lanes and --workflow-start-batch must be positive.")
         }
-        configuration.workflows.workerConcurrency = workflowLanes
+        if let workflowLanes { configuration.workflows.workerConcurrency = workflowLanes }
         configuration.workflows.startBatchSize = workflowStartBatch
         configuration.provisionOnBoot = !noProvisioning
         guard interruptGrace >= 0 else { throw ValidationError("--interrupt-grace must be 0 or more seconds.") }

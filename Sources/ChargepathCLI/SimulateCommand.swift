@@ -43,6 +43,8 @@ struct Simulate: AsyncParsableCommand {
     var sessionDuration: Double = 30
     @Option(help: "Seconds the central system has to answer a CALL.")
     var callTimeout: Double = 30
+    @Option(help: "Milliseconds: chargers' timers fire on a grid of this step, so chargers due together wake their thread once (0: each timer at its own instant).")
+    var timerGranularityMs: Double = 2
     @Flag(help: "Offer no WebSocket subprotocol (default: ocpp1.6).")
     var noSubprotocol = false
     @Flag(name: .customLong("validate"), help: "Validate every payload against the OCPP 1.6 JSON schemas.")
@@ -66,6 +68,9 @@ struct Simulate: AsyncParsableCommand {
         guard meterInterval > 0, sessionDuration > 0, callTimeout > 0 else {
             throw ValidationError("--meter-interval, --session-duration and --call-timeout must be positive")
         }
+        guard timerGranularityMs >= 0, timerGranularityMs <= 1000 else {
+            throw ValidationError("--timer-granularity-ms must be between 0 and 1000")
+        }
     }
 
     func run() async throws {
@@ -88,6 +93,7 @@ struct Simulate: AsyncParsableCommand {
         configuration.meterInterval = .seconds(meterInterval)
         configuration.sessionDuration = .seconds(sessionDuration)
         configuration.callTimeout = .seconds(callTimeout)
+        configuration.timerGranularity = .milliseconds(timerGranularityMs)
         configuration.validateMessages = validateMessages
         do {
             if let sourceAddresses {
