@@ -31,11 +31,15 @@ public struct StartedTransaction: Sendable, Equatable {
     public var idTagInfo: IdTagInfo
     /// True when this was a retry of a start we had already recorded.
     public var wasRetry: Bool
+    /// The running workflow executions waiting for this charger's StartTransactions, read by the
+    /// statement that stored it; nil when the store did not look.
+    public var waitingWorkflows: [WaitingWorkflow]?
 
-    public init(transactionID: Int, idTagInfo: IdTagInfo, wasRetry: Bool) {
+    public init(transactionID: Int, idTagInfo: IdTagInfo, wasRetry: Bool, waitingWorkflows: [WaitingWorkflow]? = nil) {
         self.transactionID = transactionID
         self.idTagInfo = idTagInfo
         self.wasRetry = wasRetry
+        self.waitingWorkflows = waitingWorkflows
     }
 }
 
@@ -54,10 +58,14 @@ public enum StopOutcome: Sendable, Equatable {
 public struct StoppedTransaction: Sendable, Equatable {
     public var outcome: StopOutcome
     public var idTagInfo: IdTagInfo?
+    /// The running workflow executions waiting for this charger's StopTransactions, read by the
+    /// statement that stored it; nil when the store did not look.
+    public var waitingWorkflows: [WaitingWorkflow]?
 
-    public init(outcome: StopOutcome, idTagInfo: IdTagInfo?) {
+    public init(outcome: StopOutcome, idTagInfo: IdTagInfo?, waitingWorkflows: [WaitingWorkflow]? = nil) {
         self.outcome = outcome
         self.idTagInfo = idTagInfo
+        self.waitingWorkflows = waitingWorkflows
     }
 }
 
@@ -80,7 +88,10 @@ public protocol CentralSystemStore: Sendable {
     func recordBoot(chargePointID: String, _ request: BootNotificationRequest, at: Date) async throws -> RegistrationStatus
     /// The operator's registration decision, or nil for a charge point never seen.
     func registrationStatus(chargePointID: String) async throws -> RegistrationStatus?
-    func recordStatus(chargePointID: String, _ request: StatusNotificationRequest, receivedAt: Date) async throws
+    /// Stores a StatusNotification; returns the running workflow executions waiting for this
+    /// charger's StatusNotifications, read by the statement that stored it.
+    @discardableResult
+    func recordStatus(chargePointID: String, _ request: StatusNotificationRequest, receivedAt: Date) async throws -> [WaitingWorkflow]
     /// Looks an idTag up in the authorization list (unknown → Invalid; past expiry → Expired).
     func authorize(idTag: String, at: Date) async throws -> IdTagInfo
     func startTransaction(chargePointID: String, _ request: StartTransactionRequest, receivedAt: Date) async throws -> StartedTransaction

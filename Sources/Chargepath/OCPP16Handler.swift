@@ -102,7 +102,7 @@ public struct OCPP16Handler: Sendable {
 
         case .statusNotification:
             let request = try decode(StatusNotificationRequest.self, payload)
-            try await store.recordStatus(chargePointID: chargePoint, request, receivedAt: received)
+            waiting = try await store.recordStatus(chargePointID: chargePoint, request, receivedAt: received)
             return try encode(StatusNotificationResponse())
 
         case .authorize:
@@ -112,6 +112,7 @@ public struct OCPP16Handler: Sendable {
         case .startTransaction:
             let request = try decode(StartTransactionRequest.self, payload)
             let started = try await store.startTransaction(chargePointID: chargePoint, request, receivedAt: received)
+            waiting = started.waitingWorkflows
             return try encode(StartTransactionResponse(idTagInfo: started.idTagInfo, transactionId: started.transactionID))
 
         case .meterValues:
@@ -130,6 +131,7 @@ public struct OCPP16Handler: Sendable {
             let samples = (request.transactionData ?? []).flatMap { MeterSample.all(at: $0.timestamp, $0.sampledValue) }
             // Whatever we knew of the transaction, the charger gets an answer it will not retry.
             let stopped = try await store.stopTransaction(chargePointID: chargePoint, request, samples: samples, receivedAt: received)
+            waiting = stopped.waitingWorkflows
             return try encode(StopTransactionResponse(idTagInfo: stopped.idTagInfo))
 
         case .dataTransfer:

@@ -24,7 +24,7 @@ public struct PostgresCentralSystemStore: CentralSystemStore {
     /// batch that waited for a pool connection while the database was away waited for good
     /// (PostgresNIO 1.33.2 did not answer the lease when its caller was cancelled), held the one
     /// slot, and every later StatusNotification failed after the database came back.
-    package let statusWrites: GroupCommit<StatusWrite, Void>
+    package let statusWrites: GroupCommit<StatusWrite, [WaitingWorkflow]>
 
     /// MeterValues batches write on `meterValueConnections` (one slot per concurrent batch) when
     /// given, else through the pool; items written alone always go through the pool.
@@ -41,10 +41,11 @@ public struct PostgresCentralSystemStore: CentralSystemStore {
             try await Self.recordMeterValues(writes, slot: slot, pinned: meterValueConnections, client: client, logger: logger)
         }
         // Without pinned connections, no batches (no caller waits: each is written alone through the pool).
-        var statusBatches = GroupCommit<StatusWrite, Void>.Configuration()
+        var statusBatches = GroupCommit<StatusWrite, [WaitingWorkflow]>.Configuration()
         if statusConnections == nil { statusBatches.maximumPending = 0 }
         self.statusWrites = GroupCommit(configuration: statusBatches) { writes, slot in
-            _ = try await client.rows(of: RecordStatusesStatement(writes), slot: slot, pinned: statusConnections, logger: logger)
+            let rows = try await client.rows(of: RecordStatusesStatement(writes), slot: slot, pinned: statusConnections, logger: logger)
+            return WaitingExecutionsStatement.waiting(rows, probes: writes.count)
         }
     }
 
@@ -72,7 +73,8 @@ public struct PostgresCentralSystemStore: CentralSystemStore {
         return nil
     }
 
-    public func recordStatus(chargePointID: String, _ request: StatusNotificationRequest, receivedAt: Date) async throws {
+    @discardableResult
+    public func recordStatus(chargePointID: String, _ request: StatusNotificationRequest, receivedAt: Date) async throws -> [WaitingWorkflow] {
         try await statusWrites.submit(StatusWrite(
             chargePointID: chargePointID, connectorID: request.connectorId, status: request.status.rawValue,
             errorCode: request.errorCode.rawValue, info: request.info, vendorID: request.vendorId,
@@ -110,8 +112,9 @@ public struct PostgresCentralSystemStore: CentralSystemStore {
             ),
             logger: logger
         )
-        for try await (id, retry) in rows {
-            return StartedTransaction(transactionID: id, idTagInfo: info, wasRetry: retry)
+        for try await (id, retry, waiterIDs, filters) in rows {
+            return StartedTransaction(transactionID: id, idTagInfo: info, wasRetry: retry,
+                                      waitingWorkflows: WaitingExecutionsStatement.waiting(ids: waiterIDs, filters: filters))
         }
         throw StoreError(description: "StartTransaction for \(chargePointID) returned no transaction id")
     }
@@ -135,7 +138,7 @@ public struct PostgresCentralSystemStore: CentralSystemStore {
             statement.readingSamples.append(reading.samplesJSON)
             statement.readingHashes.append(reading.samplesHash)
         }
-        for try await (kind, status, expiry, parent) in try await client.execute(statement, logger: logger) {
+        for try await (kind, status, expiry, parent, waiterIDs, filters) in try await client.execute(statement, logger: logger) {
             let outcome: StopOutcome = switch kind {
             case "stopped": .stopped
             case "same": .alreadyStoppedSame
@@ -143,7 +146,8 @@ public struct PostgresCentralSystemStore: CentralSystemStore {
             default: .alreadyStoppedDifferently
             }
             let idTagInfo = request.idTag.map { _ in Self.idTagInfo(status: status, expiry: expiry, parent: parent, at: receivedAt) }
-            return StoppedTransaction(outcome: outcome, idTagInfo: idTagInfo)
+            return StoppedTransaction(outcome: outcome, idTagInfo: idTagInfo,
+                                      waitingWorkflows: WaitingExecutionsStatement.waiting(ids: waiterIDs, filters: filters))
         }
         throw StoreError(description: "StopTransaction for \(chargePointID) returned no outcome")
     }

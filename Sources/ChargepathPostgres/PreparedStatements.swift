@@ -141,6 +141,24 @@ struct WaitingExecutionsStatement: PostgresPreparedStatement {
 
     func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
 
+    /// A one-row subquery (to join laterally) of the running executions waiting for the messages
+    /// of `action` from the charger `chargePoint` (an SQL expression): their ids and filters as two
+    /// arrays, NULL for none.
+    static func waitersRow(chargePoint: String, action: String) -> String {
+        """
+        CROSS JOIN LATERAL (
+            SELECT array_agg(e.id ORDER BY e.id) AS ids, array_agg(e.waiting_for::text ORDER BY e.id) AS filters
+            FROM workflow_waits ww JOIN workflow_executions e ON e.id = ww.execution_id
+            WHERE ww.charge_point_id = \(chargePoint) AND ww.action = \(action) AND e.status = 'RUNNING'
+        ) waiters
+        """
+    }
+
+    /// The executions of a `waitersRow`'s two arrays.
+    static func waiting(ids: [String]?, filters: [String]?) -> [WaitingWorkflow] {
+        zip(ids ?? [], filters ?? []).map { WaitingWorkflow(executionID: $0, waitingFor: $1) }
+    }
+
     /// Each probe's executions, in the probes' order, from rows that name their probe by position.
     static func waiting(_ rows: [(Int, String, String)], probes: Int) -> [[WaitingWorkflow]] {
         var found = Array(repeating: [WaitingWorkflow](), count: probes)
@@ -320,7 +338,9 @@ struct RecordBootStatement: PostgresPreparedStatement {
 /// the one with the newest timestamp (of equals, the later arrival; one without a timestamp only
 /// when none has one) is compared with the current status: what they would have left one after
 /// the other, when they have timestamps. Arrays cannot hold NULL here, so
-/// each optional column comes with a flag array saying whether it has a value.
+/// each optional column comes with a flag array saying whether it has a value. Its rows: the
+/// workflow executions waiting for each notification's charger's StatusNotifications, named by
+/// position (from 1), as `RecordMeterValuesStatement` reads them.
 struct RecordStatusesStatement: PostgresPreparedStatement {
     static let sql = """
         WITH s AS MATERIALIZED (
@@ -340,23 +360,28 @@ struct RecordStatusesStatement: PostgresPreparedStatement {
                 vendor_error_code, status_at, received_at)
             SELECT cp, cn, status, error_code, info, vendor_id, vendor_error_code, status_at, received_at
             FROM s ORDER BY n
+        ),
+        current AS (
+            INSERT INTO connector_status (charge_point_id, connector_id, status, error_code, info, vendor_id,
+                vendor_error_code, status_at, received_at)
+            SELECT DISTINCT ON (cp, cn) cp, cn, status, error_code, info, vendor_id, vendor_error_code, status_at, received_at
+            FROM s ORDER BY cp, cn, status_at DESC NULLS LAST, n DESC
+            ON CONFLICT (charge_point_id, connector_id) DO UPDATE SET
+                status = EXCLUDED.status, error_code = EXCLUDED.error_code, info = EXCLUDED.info,
+                vendor_id = EXCLUDED.vendor_id, vendor_error_code = EXCLUDED.vendor_error_code,
+                status_at = EXCLUDED.status_at, received_at = EXCLUDED.received_at
+            WHERE connector_status.status_at IS NULL OR EXCLUDED.status_at IS NULL
+                OR EXCLUDED.status_at >= connector_status.status_at
         )
-        INSERT INTO connector_status (charge_point_id, connector_id, status, error_code, info, vendor_id,
-            vendor_error_code, status_at, received_at)
-        SELECT DISTINCT ON (cp, cn) cp, cn, status, error_code, info, vendor_id, vendor_error_code, status_at, received_at
-        FROM s ORDER BY cp, cn, status_at DESC NULLS LAST, n DESC
-        ON CONFLICT (charge_point_id, connector_id) DO UPDATE SET
-            status = EXCLUDED.status, error_code = EXCLUDED.error_code, info = EXCLUDED.info,
-            vendor_id = EXCLUDED.vendor_id, vendor_error_code = EXCLUDED.vendor_error_code,
-            status_at = EXCLUDED.status_at, received_at = EXCLUDED.received_at
-        WHERE connector_status.status_at IS NULL OR EXCLUDED.status_at IS NULL
-            OR EXCLUDED.status_at >= connector_status.status_at
+        SELECT p.n::bigint, w.id, w.waiting_for::text
+        FROM (SELECT cp AS charge_point_id, n FROM s) p
+        \(WaitingExecutionsStatement.lookup(action: "'StatusNotification'"))
         """
     static let bindingDataTypes: [PostgresDataType] = [
         .textArray, .int8Array, .textArray, .textArray, .textArray, .boolArray, .textArray, .boolArray,
         .textArray, .boolArray, .timestamptzArray, .boolArray, .timestamptzArray,
     ]
-    typealias Row = ()
+    typealias Row = (Int, String, String)
 
     var chargePoints: [String] = [], connectors: [Int] = [], statuses: [String] = [], errorCodes: [String] = []
     var infos: [String] = [], hasInfo: [Bool] = [], vendorIDs: [String] = [], hasVendorID: [Bool] = []
@@ -399,7 +424,7 @@ struct RecordStatusesStatement: PostgresPreparedStatement {
         return bindings
     }
 
-    func decodeRow(_ row: PostgresRow) throws -> Row {}
+    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
 }
 
 /// One StatusNotification to store.
@@ -433,7 +458,8 @@ struct IdTagStatement: PostgresPreparedStatement {
 }
 
 /// A StartTransaction: the transaction's row (a retried start finds its first row) and its
-/// ChargingSession start in the same commit (`PostgresCentralSystemStore.startTransaction`).
+/// ChargingSession start in the same commit (`PostgresCentralSystemStore.startTransaction`), and
+/// the workflow executions waiting for the charger's StartTransactions (a RemoteStart, say).
 struct StartTransactionStatement: PostgresPreparedStatement {
     static let sql = """
         WITH inserted AS (
@@ -464,17 +490,21 @@ struct StartTransactionStatement: PostgresPreparedStatement {
             FROM inserted i
             ON CONFLICT (execution_id) DO NOTHING
         )
-        SELECT transaction_id, retry FROM inserted
-        UNION ALL
-        SELECT transaction_id, true FROM transactions
-        WHERE charge_point_id = $1 AND connector_id = $2 AND id_tag = $3
-            AND meter_start = $5 AND started_at = $6
-            AND NOT EXISTS (SELECT 1 FROM inserted)
+        SELECT r.transaction_id, r.retry, waiters.ids, waiters.filters
+        FROM (
+            SELECT transaction_id, retry FROM inserted
+            UNION ALL
+            SELECT transaction_id, true FROM transactions
+            WHERE charge_point_id = $1 AND connector_id = $2 AND id_tag = $3
+                AND meter_start = $5 AND started_at = $6
+                AND NOT EXISTS (SELECT 1 FROM inserted)
+        ) r
+        \(WaitingExecutionsStatement.waitersRow(chargePoint: "$1", action: "'StartTransaction'"))
         """
     static let bindingDataTypes: [PostgresDataType] = [
         .text, .int8, .text, .text, .int8, .timestamptz, .int8, .timestamptz, .int8,
     ]
-    typealias Row = (Int, Bool)
+    typealias Row = (Int, Bool, [String]?, [String]?)
 
     var chargePointID: String
     var connectorID: Int
@@ -509,7 +539,8 @@ struct StartTransactionStatement: PostgresPreparedStatement {
 /// transactionData readings, and the stop's id tag looked up. As a transaction of four statements
 /// and a lookup after it, a stop leased pool connections five times, and under a fleet's load each
 /// lease waited for the connections that the others held between their statements: a stop's
-/// answer took 190 ms (p50) while a MeterValues took 8.
+/// answer took 190 ms (p50) while a MeterValues took 8. It also reads the workflow executions
+/// waiting for the charger's StopTransactions (the wake-up probe, without a round trip of its own).
 struct StopTransactionStatement: PostgresPreparedStatement {
     static let sql = """
         WITH found AS (
@@ -545,14 +576,15 @@ struct StopTransactionStatement: PostgresPreparedStatement {
             FROM unnest($10::text[], $11::text[], $12::bigint[]) AS r(t, s, h)
             ON CONFLICT DO NOTHING
         )
-        SELECT o.kind, tag.status, tag.expiry_date, tag.parent_id_tag
+        SELECT o.kind, tag.status, tag.expiry_date, tag.parent_id_tag, waiters.ids, waiters.filters
         FROM outcome o
         LEFT JOIN id_tags tag ON $6::text IS NOT NULL AND lower(tag.id_tag) = lower($6)
+        \(WaitingExecutionsStatement.waitersRow(chargePoint: "$2", action: "'StopTransaction'"))
         """
     static let bindingDataTypes: [PostgresDataType] = [
         .int8, .text, .int8, .timestamptz, .text, .text, .timestamptz, .text, .text, .textArray, .textArray, .int8Array,
     ]
-    typealias Row = (String, String?, Date?, String?)
+    typealias Row = (String, String?, Date?, String?, [String]?, [String]?)
 
     var transactionID: Int
     var chargePointID: String
