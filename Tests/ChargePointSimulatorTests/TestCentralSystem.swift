@@ -15,6 +15,8 @@ final class TestCentralSystem: Sendable {
         var identity: String
         var action: String
         var payload: JSONValue
+        /// When it arrived.
+        var at: ContinuousClock.Instant = .now
     }
 
     private struct State {
