@@ -265,13 +265,9 @@ final class ChargePointEngine {
         let seq = wakeSequence
         let events = self.events
         let delay = clock.now.duration(to: deadline)
-        var at = NIODeadline.now() + .nanoseconds(max(0, delay.nanoseconds))
-        let step = UInt64(max(0, config.timerGranularity.nanoseconds))
-        if step > 1 {
-            // Up to the next point of the grid, the same points for every charger on the loop.
-            at = .uptimeNanoseconds((at.uptimeNanoseconds + step - 1) / step * step)
-        }
-        let task = timerLoop.scheduleTask(deadline: at) {
+        let at = NIODeadline.now() + .nanoseconds(max(0, delay.nanoseconds))
+        let onGrid = TimerGrid.point(atOrAfter: at.uptimeNanoseconds, step: config.timerGranularity)
+        let task = timerLoop.scheduleTask(deadline: .uptimeNanoseconds(onGrid)) {
             _ = events.yield(.wake(seq))
         }
         scheduledWake = (deadline, task)
@@ -592,4 +588,17 @@ extension Duration {
     }
 
     var seconds: Double { Double(nanoseconds) / 1e9 }
+}
+
+/// The grid that chargers' timers fire on (`ChargePointConfiguration.timerGranularity`).
+package enum TimerGrid {
+    /// The first point of the grid of `step` (multiples of it on the monotonic clock, the same
+    /// points for every charger) at or after `nanoseconds`; `nanoseconds` itself for a step of
+    /// zero.
+    package static func point(atOrAfter nanoseconds: UInt64, step: Duration) -> UInt64 {
+        let step = UInt64(max(0, step.nanoseconds))
+        guard step > 1 else { return nanoseconds }
+        let (sum, overflow) = nanoseconds.addingReportingOverflow(step - 1)
+        return overflow ? nanoseconds : sum / step * step
+    }
 }

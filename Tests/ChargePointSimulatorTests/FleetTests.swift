@@ -177,6 +177,21 @@ struct SimulatorUnitTests {
         #expect(store.bool("AuthorizeRemoteTxRequests"))
     }
 
+    /// Timers fire on the grid of `timerGranularity`: deadlines within one step become one point
+    /// (at or after each, less than a step later), the same for every charger; no grid, no change.
+    @Test func timerDeadlinesMoveUpToTheGrid() {
+        let step = Duration.milliseconds(2)
+        let deadlines: [UInt64] = [5_000_000_001, 5_000_900_000, 5_001_999_999, 5_002_000_000]
+        let points = deadlines.map { TimerGrid.point(atOrAfter: $0, step: step) }
+        #expect(points == [5_002_000_000, 5_002_000_000, 5_002_000_000, 5_002_000_000])
+        for (deadline, point) in zip(deadlines, points) {
+            #expect(point >= deadline && point - deadline < 2_000_000 && point % 2_000_000 == 0)
+        }
+        #expect(TimerGrid.point(atOrAfter: 5_002_000_001, step: step) == 5_004_000_000)
+        #expect(TimerGrid.point(atOrAfter: 5_000_000_001, step: .zero) == 5_000_000_001)
+        #expect(TimerGrid.point(atOrAfter: UInt64.max - 5, step: step) == UInt64.max - 5)
+    }
+
     @Test func rateLimiterSpacesSlots() {
         let limiter = RateLimiter(ratePerSecond: 10)
         let slots = (0..<30).map { _ in limiter.reserve() }

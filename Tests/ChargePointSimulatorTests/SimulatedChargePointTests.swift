@@ -49,38 +49,6 @@ struct SimulatedChargePointTests {
         }
     }
 
-    /// Timers fire on the grid of `timerGranularity`: with a 300 ms step, a 1 s heartbeat is due
-    /// 1 s after the last one went out (itself on the grid) and waits for the next grid point, so
-    /// heartbeats come every 1.2 s; without a grid, every second.
-    @Test func timersFireOnTheGranularityGrid() async throws {
-        try await TestCentralSystem.with { server in
-            server.setHeartbeatInterval(1)
-            var onGrid = configuration(server, "CP-GRID")
-            onGrid.timerGranularity = .milliseconds(300)
-            var exact = configuration(server, "CP-EXACT")
-            exact.timerGranularity = .zero
-            let gridded = SimulatedChargePoint(configuration: onGrid)
-            let plain = SimulatedChargePoint(configuration: exact)
-            try await gridded.withRunning { _ in
-                try await plain.withRunning { _ in
-                    for id in ["CP-GRID", "CP-EXACT"] {
-                        try await server.waitFor(id, "four heartbeats") { r in r.filter { $0.action == "Heartbeat" }.count >= 4 }
-                    }
-                }
-            }
-            func gaps(_ id: String) -> [Double] {
-                let times = server.received(id).filter { $0.action == "Heartbeat" }.map(\.at)
-                return zip(times, times.dropFirst()).map { earlier, later in
-                    let gap = earlier.duration(to: later).components
-                    return Double(gap.seconds) + Double(gap.attoseconds) / 1e18
-                }
-            }
-            let grid = gaps("CP-GRID"), plainGaps = gaps("CP-EXACT")
-            #expect(grid.count >= 3 && grid.allSatisfy { $0 >= 1.12 && $0 < 1.7 }, "heartbeat gaps on a 300 ms grid: \(grid)")
-            #expect(plainGaps.sorted()[plainGaps.count / 2] < grid.sorted()[grid.count / 2] - 0.1, "without a grid: \(plainGaps), with: \(grid)")
-        }
-    }
-
     @Test func pendingThenAccepted() async throws {
         try await TestCentralSystem.with { server in
             server.setBootStatuses("CP-PEND", [.pending])
