@@ -63,7 +63,8 @@ public struct OCPP16Handler: Sendable {
         /// The CALLRESULT's payload.
         public var payload: JSONValue
         /// The workflow executions waiting for this message, when the statement that stored it
-        /// read them too (MeterValues); nil when nobody looked.
+        /// read them too (MeterValues, StatusNotification, Start- and StopTransaction); nil when
+        /// nobody looked.
         public var waitingWorkflows: [WaitingWorkflow]?
     }
 

@@ -212,11 +212,16 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
     public func chargerMessage(chargePointID: String, action: String, request: JSONValue, response: JSONValue, waiting known: [WaitingWorkflow]?) async {
         do {
             // Most messages wake nobody: a probe of `workflow_waits` (migration 0008) says so at once,
-            // unless the statement that stored the message read it already (MeterValues);
-            // the filters (connector, transaction) are checked here for the few that wait.
+            // unless the statement that stored the message read it already (MeterValues,
+            // StatusNotification, StartTransaction, StopTransaction); the filters (connector,
+            // transaction) are checked here for the few that wait.
             // Batched: under load one statement probes for many chargers' messages at once.
-            var waiting = known ?? []
-            if known == nil { waiting = try await waitProbes.submit(WaitProbe(chargePointID: chargePointID, action: action)) }
+            let waiting: [WaitingWorkflow]
+            if let known {
+                waiting = known
+            } else {
+                waiting = try await waitProbes.submit(WaitProbe(chargePointID: chargePointID, action: action))
+            }
             var matching: [String] = []
             for execution in waiting {
                 let id = execution.executionID
