@@ -22,6 +22,9 @@ public final class FleetStats: ChargePointStatsSink {
         /// The same, per action: which message is slow is the first question when p99 is high.
         var latencyByAction: [String: Histogram<UInt64>] = [:]
         var windowCalls = 0
+        /// The round trips of the live line's window alone: a stall shows in the second it happened,
+        /// where the run's p99 moves little.
+        var windowLatencyMicros = State.histogram()
         var windowStart: ContinuousClock.Instant
         /// Since when calls answered and the latency histogram count (the end of the warm-up).
         var measuringSince: ContinuousClock.Instant
@@ -88,6 +91,7 @@ public final class FleetStats: ChargePointStatsSink {
                 Self.sample("CALLERROR to \(action)", into: &s)
             }
             _ = s.latencyMicros.record(micros)
+            _ = s.windowLatencyMicros.record(micros)
             _ = s.latencyByAction[action, default: State.histogram()].record(micros)
         }
     }
@@ -119,13 +123,17 @@ public final class FleetStats: ChargePointStatsSink {
             s.windowStart = now
             let elapsed = Int(startedAt.duration(to: now).seconds)
             let h = s.latencyMicros
+            let w = s.windowLatencyMicros
+            s.windowLatencyMicros.reset()
             let errors = s.callErrors + s.timeouts + s.failures + s.connectFailures
+            func ms(_ h: Histogram<UInt64>, _ percentile: Double?) -> Double {
+                guard h.totalCount > 0 else { return 0 }
+                return Double(percentile.map { h.valueAtPercentile($0) } ?? h.max) / 1000
+            }
             return String(
-                format: "[%4ds] connected %d/%d  accepted %d  calls/s %.0f  errors %d  p50 %.2f ms  p99 %.2f ms  max %.2f ms",
+                format: "[%4ds] connected %d/%d  accepted %d  calls/s %.0f  errors %d  p50 %.2f ms  p99 %.2f ms  max %.2f ms  (this second: p99 %.2f ms  max %.2f ms)",
                 elapsed, s.connected, expectedChargers, s.bootAccepted, rate, errors,
-                Double(h.totalCount > 0 ? h.valueAtPercentile(50) : 0) / 1000,
-                Double(h.totalCount > 0 ? h.valueAtPercentile(99) : 0) / 1000,
-                Double(h.totalCount > 0 ? h.max : 0) / 1000
+                ms(h, 50), ms(h, 99), ms(h, nil), ms(w, 99), ms(w, nil)
             )
         }
     }

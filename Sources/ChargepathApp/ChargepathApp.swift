@@ -31,8 +31,10 @@ public enum ChargepathApp {
             ) { running in
                 printBanner(configuration: configuration, running: running, database: database, embedded: embedded != nil, token: token)
             }
+            // The embedded cluster's data files go to disk in small steps, not in 30 s bursts (WritebackPacer).
+            let pacer: [any Service] = embedded.map { [WritebackPacer(directory: $0.dataFilesDirectory, logger: logger)] } ?? []
             let group = ServiceGroup(
-                configuration: .init(services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+                configuration: .init(services: (services + pacer).map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
             )
             try await group.run()
         } catch let error as StartupAbandoned {

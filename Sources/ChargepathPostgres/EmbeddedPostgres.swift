@@ -60,6 +60,8 @@ public struct EmbeddedPostgres: Sendable {
     var passwordFile: URL { configuration.dataDirectory.appendingPathComponent("postgres.password") }
     var portFile: URL { configuration.dataDirectory.appendingPathComponent("postgres.port") }
     var logFile: URL { clusterDirectory.appendingPathComponent("server.log") }
+    /// The cluster's databases' data files (its `base` folder).
+    public var dataFilesDirectory: URL { clusterDirectory.appendingPathComponent("base", isDirectory: true) }
 
     var runsAsRoot: Bool { geteuid() == 0 }
 

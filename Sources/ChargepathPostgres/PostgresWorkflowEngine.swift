@@ -225,7 +225,7 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
             var matching: [String] = []
             for execution in waiting {
                 let id = execution.executionID
-                let filters = try JSONValue.parse(execution.waitingFor).decode([MessageFilter].self)
+                let filters = try JSONValue.parse(execution.waitingFor).decode([MessageFilter].self, using: JSONValueDecoder())
                 if filters.contains(where: { $0.matches(chargePointID: chargePointID, action: action, request: request, response: response) }) {
                     matching.append(id)
                 }
@@ -496,7 +496,7 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
             for try await text in due.decode(String.self) { eventText = text }
             // Nothing due any more (a step that committed meanwhile took it), or a finished execution's leftover.
             guard let eventText, status == "RUNNING" else { return true }
-            let event = try JSONValue.parse(eventText).decode(WorkflowEvent.self)
+            let event = try JSONValue.parse(eventText).decode(WorkflowEvent.self, using: JSONValueDecoder())
             let eventDetail = try JSONValue(encoding: event)
             guard let workflow = workflows[name] else {
                 try await self.history(executionID, "event", eventDetail, at: date, on: connection)

@@ -192,6 +192,23 @@ struct SimulatorUnitTests {
         #expect(TimerGrid.point(atOrAfter: UInt64.max - 5, step: step) == UInt64.max - 5)
     }
 
+    /// The live line gives the run's percentiles and, apart, the last window's: a stall shows in
+    /// the second it happened, and the window starts empty again after each line.
+    @Test func theLiveLineShowsTheLastWindowApartFromTheRun() throws {
+        let stats = FleetStats(expectedChargers: 1)
+        stats.callCompleted(action: "MeterValues", roundTrip: .milliseconds(120), isError: false)
+        for _ in 0..<9 { stats.callCompleted(action: "MeterValues", roundTrip: .milliseconds(2), isError: false) }
+        let first = stats.statusLine()
+        #expect(first.contains("max 120."))
+        #expect(first.contains("(this second: p99 120."))
+        for _ in 0..<10 { stats.callCompleted(action: "MeterValues", roundTrip: .milliseconds(3), isError: false) }
+        let second = stats.statusLine()
+        #expect(second.contains("max 120."), "the run's max keeps the slow call")
+        #expect(second.contains("(this second: p99 3.00 ms  max 3.00 ms)"), "\(second)")
+        let third = stats.statusLine()
+        #expect(third.contains("(this second: p99 0.00 ms  max 0.00 ms)"), "\(third)")
+    }
+
     @Test func rateLimiterSpacesSlots() {
         let limiter = RateLimiter(ratePerSecond: 10)
         let slots = (0..<30).map { _ in limiter.reserve() }
