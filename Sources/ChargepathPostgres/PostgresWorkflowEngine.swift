@@ -81,6 +81,8 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
     let schemaReady: Gate
     /// The wake-up probes of many chargers' messages in one round trip (see `chargerMessage`).
     let waitProbes: GroupCommit<WaitProbe, [WaitingWorkflow]>
+    /// The events of many chargers' messages for the executions they wake, in one INSERT (see `chargerMessage`).
+    let deliveries: GroupCommit<EventDelivery, Void>
 
     public init(
         client: PostgresClient, workflows: [AnyWorkflow], configuration: Configuration = .init(), logger: Logger,
@@ -100,6 +102,10 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
         // One slot (see `GroupCommit.Configuration.maximumConcurrentWrites`), on its own connection when given.
         self.waitProbes = GroupCommit(configuration: .init(maximumBatchSize: 512, maximumConcurrentWrites: 1)) { probes, slot in
             try await Self.waitingExecutions(probes, slot: slot, pinned: probeConnections, client: client, logger: logger)
+        }
+        // Through the pool: events are few but come in bursts (a fleet's sessions ending together).
+        self.deliveries = GroupCommit(configuration: .init(maximumBatchSize: 512, maximumConcurrentWrites: 1)) { deliveries, _ in
+            try await Self.deliver(deliveries, client: client, logger: logger)
         }
     }
 
@@ -230,8 +236,11 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
                     matching.append(id)
                 }
             }
+            guard !matching.isEmpty else { return }
+            // Stored before the message is answered (a charger that has its answer does not send it
+            // again), with other messages' events in one statement when several come at once.
             let event = WorkflowEvent.chargerMessage(chargePointID: chargePointID, action: action, request: request, response: response)
-            for id in matching { try await deliver(event, to: id) }
+            try await deliveries.submit(EventDelivery(executionIDs: matching, event: try Self.json(event), at: now()))
         } catch {
             logger.error("Could not hand a charger message to waiting workflows", metadata: ["ocpp.action": "\(action)", "error": "\(error)"])
         }
@@ -245,6 +254,11 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
     ) async throws -> [[WaitingWorkflow]] {
         let rows = try await client.rows(of: WaitingExecutionsStatement(probes: probes), slot: slot, pinned: pinned, logger: logger)
         return WaitingExecutionsStatement.waiting(rows, probes: probes.count)
+    }
+
+    /// Adds the events of `deliveries` to the inbox in one statement, in their order.
+    package static func deliver(_ deliveries: [EventDelivery], client: PostgresClient, logger: Logger) async throws {
+        _ = try await client.rows(of: DeliverEventsStatement(deliveries), slot: nil, pinned: nil, logger: logger)
     }
 
     public func chargerDisconnected(chargePointID: String) async {

@@ -256,4 +256,33 @@ struct TallyWorkflow: WorkflowDefinition {
             for try await count in total.decode(Int.self) { #expect(count == 8) }
         }
     }
+
+    /// The events of several charger messages go to the inbox in one statement: each execution
+    /// gets its message's event, in the order the messages came, and no execution another's.
+    @Test func aBatchOfDeliveriesGivesEachExecutionItsOwnEvents() async throws {
+        let database = try await WorkflowFaultTests.migratedDatabase()
+        try await TestDatabase.execute("""
+            INSERT INTO workflow_executions (id, workflow, version, charge_point_id, input, state, status, waiting_for, created_at, updated_at)
+            VALUES ('d1', 'T', 1, 'CP-1', '{}', 'null', 'RUNNING', '[]', now(), now()),
+                ('d2', 'T', 1, 'CP-2', '{}', 'null', 'RUNNING', '[]', now(), now()),
+                ('d3', 'T', 1, 'CP-3', '{}', 'null', 'RUNNING', '[]', now(), now())
+            """, on: database)
+        let at = Date(timeIntervalSince1970: 1_795_608_000)
+        let deliveries = [
+            EventDelivery(executionIDs: ["d1", "d2"], event: #"{"timerFired":{"name":"a"}}"#, at: at),
+            EventDelivery(executionIDs: ["d3"], event: #"{"timerFired":{"name":"b"}}"#, at: at.addingTimeInterval(1)),
+            EventDelivery(executionIDs: ["d1"], event: #"{"timerFired":{"name":"c"}}"#, at: at.addingTimeInterval(2)),
+        ]
+        try await TestDatabase.withClient(database) { client in
+            try await PostgresWorkflowEngine.deliver(deliveries, client: client, logger: TestDatabase.logger)
+            let inbox = try await client.query(
+                "SELECT execution_id, event->'timerFired'->>'name', available_at FROM workflow_inbox ORDER BY id", logger: TestDatabase.logger
+            )
+            var rows: [String] = []
+            for try await (id, name, available) in inbox.decode((String, String, Date).self) {
+                rows.append("\(id):\(name):\(Int(available.timeIntervalSince(at)))")
+            }
+            #expect(rows == ["d1:a:0", "d2:a:0", "d3:b:1", "d1:c:2"])
+        }
+    }
 }
