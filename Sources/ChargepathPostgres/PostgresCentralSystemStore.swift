@@ -146,8 +146,12 @@ public struct PostgresCentralSystemStore: CentralSystemStore {
             default: .alreadyStoppedDifferently
             }
             let idTagInfo = request.idTag.map { _ in Self.idTagInfo(status: status, expiry: expiry, parent: parent, at: receivedAt) }
+            // A stop that found nobody waiting may have waited for the worker starting the session
+            // (the pending start's row lock): the statement's snapshot predates that start, so nil
+            // has the workflow engine look again, with a snapshot of its own (`chargerMessage`).
+            let waiting = WaitingExecutionsStatement.waiting(ids: waiterIDs, filters: filters)
             return StoppedTransaction(outcome: outcome, idTagInfo: idTagInfo,
-                                      waitingWorkflows: WaitingExecutionsStatement.waiting(ids: waiterIDs, filters: filters))
+                                      waitingWorkflows: outcome == .stopped && waiting.isEmpty ? nil : waiting)
         }
         throw StoreError(description: "StopTransaction for \(chargePointID) returned no outcome")
     }

@@ -481,33 +481,10 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
     func stepOnce() async throws -> Bool {
         try await client.withTransaction(logger: logger) { connection in
             let date = now()
-            let candidates = try await connection.query(
-                """
-                SELECT e.id, e.workflow, e.state::text, e.status
-                FROM workflow_inbox i JOIN workflow_executions e ON e.id = i.execution_id
-                WHERE i.available_at <= \(date)
-                ORDER BY i.available_at, i.id
-                LIMIT 1
-                FOR NO KEY UPDATE OF e SKIP LOCKED
-                """,
-                logger: logger
-            )
-            var execution: (String, String, String, String)?
-            for try await row in candidates.decode((String, String, String, String).self) { execution = row }
+            let execution = try await connection.rows(of: StepCandidateStatement(now: date), logger: logger).last
             guard let (executionID, name, stateText, status) = execution else { return false }
             // With the execution held, nobody else takes its events: the oldest due one is ours.
-            let due = try await connection.query(
-                """
-                DELETE FROM workflow_inbox WHERE id = (
-                    SELECT id FROM workflow_inbox WHERE execution_id = \(executionID) AND available_at <= \(date)
-                    ORDER BY available_at, id LIMIT 1
-                )
-                RETURNING event::text
-                """,
-                logger: logger
-            )
-            var eventText: String?
-            for try await text in due.decode(String.self) { eventText = text }
+            let eventText = try await connection.rows(of: TakeDueEventStatement(executionID: executionID, now: date), logger: logger).last
             // Nothing due any more (a step that committed meanwhile took it), or a finished execution's leftover.
             guard let eventText, status == "RUNNING" else { return true }
             let event = try JSONValue.parse(eventText).decode(WorkflowEvent.self, using: JSONValueDecoder())
@@ -542,20 +519,10 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
         }
         kinds.append("transition")
         details.append((["note": .string(transition.note), "state": transition.state] as JSONValue).serialized())
-        try await connection.query(
-            """
-            WITH execution AS (
-                UPDATE workflow_executions SET state = \(transition.state.serialized())::jsonb,
-                    waiting_for = \(try Self.json(transition.waitingFor))::jsonb, updated_at = \(date)
-                WHERE id = \(id) RETURNING id
-            )
-            INSERT INTO workflow_history (execution_id, kind, detail, at)
-            SELECT execution.id, h.kind, h.detail::jsonb, \(date)
-            FROM execution, unnest(\(kinds)::text[], \(details)::text[]) WITH ORDINALITY AS h (kind, detail, n)
-            ORDER BY h.n
-            """,
-            logger: logger
-        )
+        _ = try await connection.rows(of: RecordTransitionStatement(
+            state: transition.state.serialized(), waitingFor: try Self.json(transition.waitingFor), at: date,
+            executionID: id, kinds: kinds, details: details
+        ), logger: logger)
     }
 
     /// Carries out a recorded transition's commands, each with its history entry in the same
@@ -653,21 +620,9 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
     /// timers and unsent calls go; one statement.
     func finish(_ id: String, status: String, output: JSONValue?, error: JSONValue?, at date: Date, on connection: PostgresConnection) async throws {
         let detail: JSONValue = ["status": .string(status), "output": output ?? .null, "error": error ?? .null]
-        try await connection.query(
-            """
-            WITH execution AS (
-                UPDATE workflow_executions SET status = \(status), output = \(output?.serialized())::jsonb,
-                    error = \(error?.serialized())::jsonb, waiting_for = '[]'::jsonb, finished_at = \(date), updated_at = \(date)
-                WHERE id = \(id)
-            ), timers AS (
-                DELETE FROM workflow_inbox WHERE execution_id = \(id)
-            ), calls AS (
-                UPDATE workflow_outbox SET done_at = \(date) WHERE execution_id = \(id) AND done_at IS NULL
-            )
-            INSERT INTO workflow_history (execution_id, kind, detail, at) VALUES (\(id), 'finished', \(detail.serialized())::jsonb, \(date))
-            """,
-            logger: logger
-        )
+        _ = try await connection.rows(of: FinishExecutionStatement(
+            status: status, output: output?.serialized(), error: error?.serialized(), at: date, executionID: id, detail: detail.serialized()
+        ), logger: logger)
     }
 
     struct ClaimedCall: Sendable {

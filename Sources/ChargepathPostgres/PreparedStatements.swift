@@ -625,6 +625,13 @@ struct StopTransactionStatement: PostgresPreparedStatement {
             SELECT $2, coalesce((SELECT connector_id FROM found), 0), $1, r.t::timestamptz, r.s::jsonb, 'StopTransaction', $7, r.h
             FROM unnest($10::text[], $11::text[], $12::bigint[]) AS r(t, s, h)
             ON CONFLICT DO NOTHING
+        ),
+        -- A session the worker has not started yet (StartTransaction's statement asked for it)
+        -- would never see this stop: its start is told instead, and the session ends as it starts.
+        early AS (
+            UPDATE workflow_starts SET input = input || jsonb_build_object(
+                'stoppedBeforeStart', jsonb_build_object('meterStop', $3::bigint, 'reason', $5::text))
+            WHERE execution_id = 'session-' || $1::text AND workflow = 'ChargingSession' AND EXISTS (SELECT FROM stopped)
         )
         SELECT o.kind, tag.status, tag.expiry_date, tag.parent_id_tag, waiters.ids, waiters.filters
         FROM outcome o

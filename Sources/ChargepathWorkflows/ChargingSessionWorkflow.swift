@@ -21,9 +21,13 @@ public struct ChargingSessionWorkflow: WorkflowDefinition {
         public var limits: SessionLimits?
         /// Seconds to wait for a StopTransaction after the connector went Available (default 60).
         public var interruptGraceSeconds: Int?
+        /// The charger's StopTransaction, when it came before the session started (a short
+        /// transaction while the worker was behind): the session ends as it starts. Set by the
+        /// statement that stores the StopTransaction on the session's pending start.
+        public var stoppedBeforeStart: StopBeforeStart?
 
         public init(chargePointId: String, connectorId: Int, transactionId: Int, idTag: String, meterStart: Int,
-                    limits: SessionLimits? = nil, interruptGraceSeconds: Int? = nil) {
+                    limits: SessionLimits? = nil, interruptGraceSeconds: Int? = nil, stoppedBeforeStart: StopBeforeStart? = nil) {
             self.chargePointId = chargePointId
             self.connectorId = connectorId
             self.transactionId = transactionId
@@ -31,6 +35,17 @@ public struct ChargingSessionWorkflow: WorkflowDefinition {
             self.meterStart = meterStart
             self.limits = limits
             self.interruptGraceSeconds = interruptGraceSeconds
+            self.stoppedBeforeStart = stoppedBeforeStart
+        }
+    }
+
+    public struct StopBeforeStart: Sendable, Codable, Equatable {
+        public var meterStop: Int
+        public var reason: String
+
+        public init(meterStop: Int, reason: String) {
+            self.meterStop = meterStop
+            self.reason = reason
         }
     }
 
@@ -70,6 +85,10 @@ public struct ChargingSessionWorkflow: WorkflowDefinition {
         let limits = input.limits ?? SessionLimits()
         if let (field, problem) = limits.problem() { throw WorkflowInputError(field: "limits." + field, problem: problem) }
         let session = Session(input: input, limits: limits, startedAt: now, lastEnergyWh: input.meterStart, lastEnergyRiseAt: now)
+        if let stopped = input.stoppedBeforeStart {
+            return finish(session, meterStop: stopped.meterStop, stopReason: stopped.reason, interrupted: false,
+                          note: "Transaction \(input.transactionId) stopped by the charger before the session started")
+        }
         let described = Self.describe(limits)
         return WorkflowTransition(
             state: .active(session), commands: Self.limitTimers(session),

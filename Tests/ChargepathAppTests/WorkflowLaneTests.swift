@@ -2,6 +2,7 @@ import Chargepath
 import ChargepathPostgres
 import ChargepathWorkflows
 import Foundation
+import OCPP16
 import OCPPCore
 import PostgresNIO
 import Testing
@@ -283,6 +284,48 @@ struct TallyWorkflow: WorkflowDefinition {
                 rows.append("\(id):\(name):\(Int(available.timeIntervalSince(at)))")
             }
             #expect(rows == ["d1:a:0", "d2:a:0", "d3:b:1", "d1:c:2"])
+        }
+    }
+
+    /// A StopTransaction that comes before the worker has started its transaction's session (a
+    /// short transaction while the worker is behind) is not lost: the session ends as it starts,
+    /// with the charger's meter stop and reason, and waits for nothing.
+    @Test func aStopBeforeTheSessionStartsEndsTheSessionAsItStarts() async throws {
+        let database = try await WorkflowFaultTests.migratedDatabase()
+        try await WorkflowFaultTests.withEngines(
+            database, workers: ["A"], configuration: .init(),
+            workflows: { _ in [AnyWorkflow(ChargingSessionWorkflow())] }, caller: WorkflowFaultTests.noCalls
+        ) { _, workersMayStart in
+            let at = Date(timeIntervalSince1970: 1_795_608_000)
+            let transactionID = try await TestDatabase.withClient(database) { client in
+                let store = PostgresCentralSystemStore(client: client, logger: TestDatabase.logger)
+                let started = try await store.startTransaction(
+                    chargePointID: "CP-R", StartTransactionRequest(connectorId: 1, idTag: "TAG-R", meterStart: 1_000, timestamp: at), receivedAt: at
+                )
+                let stopped = try await store.stopTransaction(
+                    chargePointID: "CP-R",
+                    StopTransactionRequest(meterStop: 1_600, timestamp: at.addingTimeInterval(60), transactionId: started.transactionID, reason: .evDisconnected),
+                    samples: [], receivedAt: at.addingTimeInterval(60)
+                )
+                #expect(stopped.outcome == .stopped)
+                // Nobody waits for it yet: the workflow engine is to look again, not to drop it.
+                #expect(stopped.waitingWorkflows == nil)
+                return started.transactionID
+            }
+            workersMayStart.open()
+            let id = "session-\(transactionID)"
+            try await eventually(timeout: .seconds(30), "the session ends") {
+                try await WorkflowFaultTests.statuses(database)[id]?.status == "SUCCEEDED"
+            }
+            let output = try await WorkflowFaultTests.statuses(database)[id]?.output
+            #expect(output?["meterStop"]?.int64Value == 1_600)
+            #expect(output?["energyWh"]?.int64Value == 600)
+            #expect(output?["stopReason"]?.stringValue == "EVDisconnected")
+            #expect(output?["interrupted"] == .bool(false))
+            try await TestDatabase.withClient(database) { client in
+                let waits = try await client.query("SELECT count(*)::int FROM workflow_waits WHERE execution_id = \(id)", logger: TestDatabase.logger)
+                for try await count in waits.decode(Int.self) { #expect(count == 0) }
+            }
         }
     }
 }

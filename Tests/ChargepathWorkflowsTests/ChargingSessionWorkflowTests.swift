@@ -44,6 +44,20 @@ import Testing
         #expect(summary["interrupted"] == false)
     }
 
+    /// A stop the session's start was told of (it came first) ends the session at its start.
+    @Test func aStopBeforeTheStartEndsTheSessionAtOnce() throws {
+        var early = input(SessionLimits(maxDurationSeconds: 600))
+        early.stoppedBeforeStart = .init(meterStop: 1_250, reason: "Local")
+        let started = try workflow.start(early, now: t0)
+        #expect(started.state == .finished)
+        #expect(started.waitingFor.isEmpty)
+        #expect(started.commands.isEmpty, "no timers for a session that is over")
+        guard case .succeeded(let summary)? = started.outcome else { Issue.record("no summary: \(String(describing: started.outcome))"); return }
+        #expect(summary["meterStop"] == 1_250)
+        #expect(summary["energyWh"] == 250)
+        #expect(summary["stopReason"] == "Local")
+    }
+
     @Test func anEnergyLimitStopsTheSessionOnceAndTheSummarySaysWhy() throws {
         let started = try workflow.start(input(SessionLimits(maxEnergyWh: 5_000)), now: t0)
         #expect(started.waitingFor.contains { $0.action == "MeterValues" && $0.transactionID == 41 })
