@@ -54,6 +54,8 @@ struct Serve: AsyncParsableCommand {
     var maxMessageSize: Int = 65_536
     @Option(help: "Seconds between server WebSocket pings that find dead chargers (0 disables).")
     var pingInterval: Int = 30
+    @Option(help: "Seconds a new connection has to send its WebSocket upgrade request (1-300); then it is closed.")
+    var handshakeTimeout: Int = 10
     @Flag(help: "Refuse chargers that offer no WebSocket subprotocol (default: accept them as OCPP 1.6).")
     var requireSubprotocol = false
     @Option(help: "This process's node id among nodes sharing the database (default: <hostname>-<random>).")
@@ -94,6 +96,10 @@ struct Serve: AsyncParsableCommand {
         )
         configuration.gateway.maxMessageSize = maxMessageSize
         configuration.gateway.pingInterval = pingInterval > 0 ? .seconds(pingInterval) : nil
+        guard (1...300).contains(handshakeTimeout) else {
+            throw ValidationError("--handshake-timeout must be 1 to 300 seconds (a charger sends its upgrade request right after it connects).")
+        }
+        configuration.gateway.handshakeTimeout = .seconds(handshakeTimeout)
         guard heartbeatInterval > 0, callTimeout > 0 else {
             throw ValidationError("--heartbeat-interval and --call-timeout must be positive numbers of seconds.")
         }

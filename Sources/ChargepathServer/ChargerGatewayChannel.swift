@@ -131,6 +131,16 @@ struct ChargerGatewayChannel: ServerChildChannel, HTTPChannelHandler {
             pipeline.enablePipelining = false
             pipeline.enableErrorHandling = true
             let result = try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(configuration: pipeline)
+            // A connection that has not finished its upgrade request in time is closed. Without
+            // this, a socket whose client vanished before it sent one (a reset during a connect
+            // storm left the server's side established) was kept for good, and the server's
+            // graceful shutdown waited for it forever.
+            let timeout = self.configuration.handshakeTimeout
+            let deadline = channel.eventLoop.scheduleTask(in: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000)) {
+                logger.debug("Closing a connection that sent no complete upgrade request in time", metadata: ["timeout": "\(timeout)"])
+                channel.close(promise: nil)
+            }
+            result.whenComplete { _ in deadline.cancel() }
             return Value(upgradeResult: result, channel: channel)
         }
     }
@@ -192,6 +202,9 @@ public struct GatewayConfiguration: Sendable {
     public var closeTimeout: Duration
     /// How long a connection may live before it is closed (API Gateway's 2 h is too short for chargers).
     public var maximumConnectionDuration: Duration
+    /// How long a new connection may take to send its upgrade request (and be admitted) before
+    /// it is closed. A charger sends it right after connecting.
+    public var handshakeTimeout: Duration
     public var handshake: ChargerHandshake.Configuration
 
     public init(
@@ -199,12 +212,14 @@ public struct GatewayConfiguration: Sendable {
         pingInterval: Duration? = .seconds(30),
         closeTimeout: Duration = .seconds(10),
         maximumConnectionDuration: Duration = .seconds(24 * 3600),
+        handshakeTimeout: Duration = .seconds(10),
         handshake: ChargerHandshake.Configuration = .init()
     ) {
         self.maxMessageSize = maxMessageSize
         self.pingInterval = pingInterval
         self.closeTimeout = closeTimeout
         self.maximumConnectionDuration = maximumConnectionDuration
+        self.handshakeTimeout = handshakeTimeout
         self.handshake = handshake
     }
 }

@@ -1,6 +1,7 @@
 import Chargepath
 import ChargepathServer
 import HTTPTypes
+import NIOCore
 import NIOWebSocket
 import ChargepathApp
 import ChargepathPostgres
@@ -152,6 +153,31 @@ import Testing
                 try await PostgresConnectionRepository(client: client, logger: TestDatabase.logger).list(chargePointID: nil, limit: 10)
             }
             #expect(all.isEmpty)
+        }
+    }
+
+    /// A connection that never finishes its upgrade request (a client gone before it sent it,
+    /// or one that sends a line and stalls) is closed after the handshake timeout, unanswered;
+    /// the server then stops without waiting for it. A charger whose upgrade completed is not
+    /// touched by that timeout.
+    @Test func aConnectionWithoutACompleteUpgradeRequestIsClosed() async throws {
+        try await TestServer.with(configure: { $0.gateway.handshakeTimeout = .seconds(3) }) { server in
+            /// Whether the server closed the connection without a byte of answer (a reset counts:
+            /// closing a socket with unread input resets it).
+            @Sendable func closedUnanswered(_ request: String) async throws -> Bool {
+                do {
+                    return try await RawTCP.exchange(port: server.running.ocppPort, request, timeout: .seconds(30)).isEmpty
+                } catch let error as IOError where error.errnoCode == ECONNRESET {
+                    return true
+                }
+            }
+            #expect(try await closedUnanswered(""))
+            #expect(try await closedUnanswered("GET /ocpp/CP-STALL HTTP/1.1\r\nHost: 127.0.0.1\r\n"))
+            try await TestCharger.with(url: server.ocppURL + "/ocpp/CP-KEPT") { charger in
+                try await Task.sleep(for: .seconds(4))
+                _ = try await charger.boot()
+                _ = try await charger.expectResult("Heartbeat", "{}")
+            }
         }
     }
 
