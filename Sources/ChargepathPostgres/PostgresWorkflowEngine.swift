@@ -258,7 +258,7 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
 
     /// Adds the events of `deliveries` to the inbox in one statement, in their order.
     package static func deliver(_ deliveries: [EventDelivery], client: PostgresClient, logger: Logger) async throws {
-        _ = try await client.rows(of: DeliverEventsStatement(deliveries), slot: nil, pinned: nil, logger: logger)
+        try await client.run(DeliverEventsStatement(deliveries), logger: logger)
     }
 
     public func chargerDisconnected(chargePointID: String) async {
@@ -519,7 +519,7 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
         }
         kinds.append("transition")
         details.append((["note": .string(transition.note), "state": transition.state] as JSONValue).serialized())
-        _ = try await connection.rows(of: RecordTransitionStatement(
+        try await connection.run(RecordTransitionStatement(
             state: transition.state.serialized(), waitingFor: try Self.json(transition.waitingFor), at: date,
             executionID: id, kinds: kinds, details: details
         ), logger: logger)
@@ -620,7 +620,7 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
     /// timers and unsent calls go; one statement.
     func finish(_ id: String, status: String, output: JSONValue?, error: JSONValue?, at date: Date, on connection: PostgresConnection) async throws {
         let detail: JSONValue = ["status": .string(status), "output": output ?? .null, "error": error ?? .null]
-        _ = try await connection.rows(of: FinishExecutionStatement(
+        try await connection.run(FinishExecutionStatement(
             status: status, output: output?.serialized(), error: error?.serialized(), at: date, executionID: id, detail: detail.serialized()
         ), logger: logger)
     }

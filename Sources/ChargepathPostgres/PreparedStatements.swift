@@ -27,14 +27,25 @@ extension PostgresClient {
     func rows<Statement: PostgresPreparedStatement>(
         of statement: Statement, slot: Int?, pinned: PinnedConnections?, logger: Logger
     ) async throws -> [Statement.Row] {
-        var rows: [Statement.Row] = []
         if let slot, let pinned {
-            try await pinned.withConnection(slot: slot) { connection in
-                for try await row in try await connection.execute(statement, logger: logger) { rows.append(row) }
-            }
-        } else {
-            for try await row in try await execute(statement, logger: logger) { rows.append(row) }
+            return try await pinned.withConnection(slot: slot) { try await $0.rows(of: statement, logger: logger) }
         }
+        var rows: [Statement.Row] = []
+        for try await row in try await execute(statement, logger: logger) { rows.append(row) }
+        return rows
+    }
+}
+
+extension PostgresConnection {
+    /// Runs a prepared statement that returns no rows, on this connection (inside its transaction, if one is open).
+    func run<Statement: PostgresPreparedStatement>(_ statement: Statement, logger: Logger) async throws where Statement.Row == () {
+        for try await _ in try await execute(statement, logger: logger) {}
+    }
+
+    /// A prepared statement's rows, on this connection (inside its transaction, if one is open).
+    func rows<Statement: PostgresPreparedStatement>(of statement: Statement, logger: Logger) async throws -> [Statement.Row] {
+        var rows: [Statement.Row] = []
+        for try await row in try await execute(statement, logger: logger) { rows.append(row) }
         return rows
     }
 }
@@ -126,7 +137,7 @@ struct DeliverEventsStatement: PostgresPreparedStatement {
         ORDER BY d.n
         """
     static let bindingDataTypes: [PostgresDataType] = [.textArray, .textArray, .timestamptzArray]
-    typealias Row = Int
+    typealias Row = ()
 
     var ids: [String] = [], events: [String] = [], dates: [Date] = []
 
@@ -148,7 +159,7 @@ struct DeliverEventsStatement: PostgresPreparedStatement {
         return bindings
     }
 
-    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
+    func decodeRow(_ row: PostgresRow) throws -> Row {}
 }
 
 /// The running workflow executions waiting for charger messages (migration 0008), for one probe or

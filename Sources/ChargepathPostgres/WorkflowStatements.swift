@@ -1,5 +1,4 @@
 import Foundation
-import Logging
 import PostgresNIO
 
 // The statements of every workflow step (`PostgresWorkflowEngine.stepOnce`, `record`, `finish`),
@@ -72,7 +71,7 @@ struct RecordTransitionStatement: PostgresPreparedStatement {
         ORDER BY h.n
         """
     static let bindingDataTypes: [PostgresDataType] = [.text, .text, .timestamptz, .text, .textArray, .textArray]
-    typealias Row = Int
+    typealias Row = ()
 
     var state: String
     var waitingFor: String
@@ -92,7 +91,7 @@ struct RecordTransitionStatement: PostgresPreparedStatement {
         return bindings
     }
 
-    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
+    func decodeRow(_ row: PostgresRow) throws -> Row {}
 }
 
 /// Ends an execution: its status and result, its pending timers and unsent calls gone, and its
@@ -111,7 +110,7 @@ struct FinishExecutionStatement: PostgresPreparedStatement {
         INSERT INTO workflow_history (execution_id, kind, detail, at) VALUES ($5, 'finished', $6::jsonb, $4)
         """
     static let bindingDataTypes: [PostgresDataType] = [.text, .text, .text, .timestamptz, .text, .text]
-    typealias Row = Int
+    typealias Row = ()
 
     var status: String
     var output: String?
@@ -131,15 +130,5 @@ struct FinishExecutionStatement: PostgresPreparedStatement {
         return bindings
     }
 
-    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
-}
-
-extension PostgresConnection {
-    /// Runs a prepared statement on this connection (inside its transaction, if one is open) and
-    /// returns its rows.
-    func rows<Statement: PostgresPreparedStatement>(of statement: Statement, logger: Logger) async throws -> [Statement.Row] {
-        var rows: [Statement.Row] = []
-        for try await row in try await execute(statement, logger: logger) { rows.append(row) }
-        return rows
-    }
+    func decodeRow(_ row: PostgresRow) throws -> Row {}
 }

@@ -136,7 +136,7 @@ struct ChargerGatewayChannel: ServerChildChannel, HTTPChannelHandler {
             // storm left the server's side established) was kept for good, and the server's
             // graceful shutdown waited for it forever.
             let timeout = self.configuration.handshakeTimeout
-            let deadline = channel.eventLoop.scheduleTask(in: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000)) {
+            let deadline = channel.eventLoop.scheduleTask(in: TimeAmount(timeout)) {
                 logger.debug("Closing a connection that sent no complete upgrade request in time", metadata: ["timeout": "\(timeout)"])
                 channel.close(promise: nil)
             }

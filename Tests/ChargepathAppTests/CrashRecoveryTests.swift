@@ -29,6 +29,15 @@ final class ServerProcess: Sendable {
     var api: TestHTTPClient { TestHTTPClient(port: apiPort, token: TestServer.token) }
 
     func waitUntilReady() async throws {
+        do {
+            try await waitForReadiness()
+        } catch {
+            // Whether it exited (a port taken meanwhile, a failed migration) and what it said.
+            throw TestFailure("\(error); the server process (API port \(apiPort), charger port \(ocppPort)): \(child.progress)")
+        }
+    }
+
+    private func waitForReadiness() async throws {
         try await eventually(timeout: .seconds(30), "the server process answers /ready") {
             let ready = (try? await self.api.request("GET", "/ready").status) == 200
             guard ready else { return false }
