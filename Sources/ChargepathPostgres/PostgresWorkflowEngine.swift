@@ -202,14 +202,12 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
 
     /// Sends an operator signal to an execution.
     public func deliver(_ event: WorkflowEvent, to id: String) async throws {
-        let date = now()
-        try await client.query(
-            """
-            INSERT INTO workflow_inbox (execution_id, event, available_at, created_at)
-            VALUES (\(id), \(try Self.json(event))::jsonb, \(date), \(date))
-            """,
-            logger: logger
-        )
+        try await deliver(event, to: [id])
+    }
+
+    /// One event for several executions, in one statement.
+    func deliver(_ event: WorkflowEvent, to ids: [String]) async throws {
+        try await Self.deliver([EventDelivery(executionIDs: ids, event: try Self.json(event), at: now())], client: client, logger: logger)
     }
 
     // MARK: Charger events
@@ -268,7 +266,7 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
             )
             var ids: [String] = []
             for try await id in rows.decode(String.self) { ids.append(id) }
-            for id in ids { try await deliver(.chargerDisconnected(chargePointID: chargePointID), to: id) }
+            if !ids.isEmpty { try await deliver(.chargerDisconnected(chargePointID: chargePointID), to: ids) }
         } catch {
             logger.error("Could not tell workflows that a charger disconnected", metadata: ["error": "\(error)"])
         }
