@@ -61,10 +61,14 @@ struct ChargerGatewayChannel: ServerChildChannel, HTTPChannelHandler {
                 pingInterval: self.configuration.pingInterval,
                 closeTimeout: self.configuration.closeTimeout
             )
+            // Set when the upgrade request's head has arrived (on the channel's event loop): from
+            // then on the handshake timeout no longer applies (see below).
+            let requestArrived = NIOLoopBoundBox(false, eventLoop: channel.eventLoop)
             let upgrader = NIOTypedWebSocketServerUpgrader<UpgradeResult>(
                 maxFrameSize: self.configuration.maxMessageSize,
                 enableAutomaticErrorHandling: true,
                 shouldUpgrade: { channel, head in
+                    requestArrived.value = true
                     let offered = head.headers["Sec-WebSocket-Protocol"]
                     switch handshake.decide(uri: head.uri, offeredSubprotocols: offered) {
                     case .success(let accepted):
@@ -131,12 +135,16 @@ struct ChargerGatewayChannel: ServerChildChannel, HTTPChannelHandler {
             pipeline.enablePipelining = false
             pipeline.enableErrorHandling = true
             let result = try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(configuration: pipeline)
-            // A connection that has not finished its upgrade request in time is closed. Without
+            // A connection that has not sent its whole upgrade request in time is closed. Without
             // this, a socket whose client vanished before it sent one (a reset during a connect
             // storm left the server's side established) was kept for good, and the server's
-            // graceful shutdown waited for it forever.
+            // graceful shutdown waited for it forever. A request that has arrived is not timed:
+            // its admission waits for the database, and a charger whose request came in time is
+            // answered however long that takes (on a loaded machine it took more than 3 s, and
+            // closing the socket then left the client library waiting for an answer for good).
             let timeout = self.configuration.handshakeTimeout
             let deadline = channel.eventLoop.scheduleTask(in: TimeAmount(timeout)) {
+                guard !requestArrived.value else { return }
                 logger.debug("Closing a connection that sent no complete upgrade request in time", metadata: ["timeout": "\(timeout)"])
                 channel.close(promise: nil)
             }
@@ -202,8 +210,8 @@ public struct GatewayConfiguration: Sendable {
     public var closeTimeout: Duration
     /// How long a connection may live before it is closed (API Gateway's 2 h is too short for chargers).
     public var maximumConnectionDuration: Duration
-    /// How long a new connection may take to send its upgrade request (and be admitted) before
-    /// it is closed. A charger sends it right after connecting.
+    /// How long a new connection may take to send its upgrade request before it is closed. A
+    /// charger sends it right after connecting; its admission (the database's answer) is not timed.
     public var handshakeTimeout: Duration
     public var handshake: ChargerHandshake.Configuration
 

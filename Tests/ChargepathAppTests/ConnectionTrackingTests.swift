@@ -158,8 +158,8 @@ import Testing
 
     /// A connection that never finishes its upgrade request (a client gone before it sent it,
     /// or one that sends a line and stalls) is closed after the handshake timeout, unanswered;
-    /// the server then stops without waiting for it. A charger whose upgrade completed is not
-    /// touched by that timeout.
+    /// the server then stops without waiting for it. A charger whose request arrived in time is
+    /// not touched by that timeout, however long its admission takes.
     @Test func aConnectionWithoutACompleteUpgradeRequestIsClosed() async throws {
         try await TestServer.with(configure: { $0.gateway.handshakeTimeout = .seconds(3) }) { server in
             /// Whether the server closed the connection without a byte of answer (a reset counts:

@@ -13,14 +13,17 @@ import Testing
 @Suite(.timeLimit(.minutes(3))) struct NodeAndMigrationTests {
     @Test func twoNodesStartingTogetherApplyEachMigrationExactlyOnce() async throws {
         let database = try await TestDatabase.shared.freshDatabase()
-        // Two nodes with their own pools, started at the same moment on one empty database.
-        let nodes = try await withThrowingTaskGroup(of: NodeID.self) { group in
-            for _ in 0..<2 {
-                group.addTask {
-                    try await TestServer.with(database: database) { server in server.running.nodeID }
+        // Two nodes with their own pools, started at the same moment on one empty database (in
+        // one test slot: neither waits for the other's).
+        let nodes = try await TestSlots.withSlot {
+            try await withThrowingTaskGroup(of: NodeID.self) { group in
+                for _ in 0..<2 {
+                    group.addTask {
+                        try await TestServer.with(database: database) { server in server.running.nodeID }
+                    }
                 }
+                return try await group.reduce(into: [NodeID]()) { $0.append($1) }
             }
-            return try await group.reduce(into: [NodeID]()) { $0.append($1) }
         }
         #expect(Set(nodes).count == 2)
         let counts = try await TestDatabase.withClient(database) { client in

@@ -10,7 +10,7 @@ extension TestCharger {
         return try await nextFrame()
     }
 
-    func nextFrame(timeout: Duration = .seconds(10)) async throws -> OCPPFrame {
+    func nextFrame(timeout: Duration = TestTiming.wait) async throws -> OCPPFrame {
         let text = try await next(timeout: timeout)
         switch OCPPFrame.decode(text: text) {
         case .success(let frame): return frame

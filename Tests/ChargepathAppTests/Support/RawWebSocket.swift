@@ -121,7 +121,7 @@ final class RawWebSocket: Sendable {
     }
 
     /// The next frame or the end of the connection, within `timeout`.
-    func next(timeout: Duration = .seconds(10)) async throws -> Event {
+    func next(timeout: Duration = TestTiming.wait) async throws -> Event {
         let events = self.events
         return try await withTimeout(timeout) {
             for await event in events { return event }
@@ -130,7 +130,7 @@ final class RawWebSocket: Sendable {
     }
 
     /// The next frame that is not a ping from the server's keep-alive.
-    func nextFrame(timeout: Duration = .seconds(10)) async throws -> Frame {
+    func nextFrame(timeout: Duration = TestTiming.wait) async throws -> Frame {
         while true {
             switch try await next(timeout: timeout) {
             case .end: throw TestFailure("the server closed the connection")

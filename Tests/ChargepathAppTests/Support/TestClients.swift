@@ -26,7 +26,7 @@ enum RawTCP {
     }
 
     /// Sends `request` and reads until the server closes the connection.
-    static func exchange(port: Int, _ request: String, timeout: Duration = .seconds(10)) async throws -> String {
+    static func exchange(port: Int, _ request: String, timeout: Duration = TestTiming.wait) async throws -> String {
         try await withTimeout(timeout) {
             try await withConnection(port: port) { inbound, outbound in
                 try await outbound.write(ByteBuffer(string: request))
@@ -137,7 +137,7 @@ struct TestCharger: Sendable {
     }
 
     /// Waits until the server closes the socket; returns the close code it sent.
-    func waitUntilClosed(timeout: Duration = .seconds(10)) async throws -> WebSocketErrorCode? {
+    func waitUntilClosed(timeout: Duration = TestTiming.wait) async throws -> WebSocketErrorCode? {
         let signal = closedSignal
         try await withTimeout(timeout) {
             for await _ in signal {}
@@ -146,7 +146,7 @@ struct TestCharger: Sendable {
     }
 
     /// The next text message from the server.
-    func next(timeout: Duration = .seconds(10)) async throws -> String {
+    func next(timeout: Duration = TestTiming.wait) async throws -> String {
         let messages = messages
         return try await withTimeout(timeout) {
             guard let message = await messages.first(where: { _ in true }) else { throw TestFailure("the socket closed") }

@@ -23,6 +23,17 @@ struct TestServer: Sendable {
         logger: Logger = TestDatabase.logger,
         _ body: @Sendable (TestServer) async throws -> T
     ) async throws -> T {
+        try await TestSlots.withSlot {
+            try await run(database: database, configure: configure, logger: logger, body)
+        }
+    }
+
+    private static func run<T: Sendable>(
+        database: DatabaseEndpoint?,
+        configure: (inout ChargepathConfiguration) -> Void,
+        logger: Logger,
+        _ body: @Sendable (TestServer) async throws -> T
+    ) async throws -> T {
         let resolved: DatabaseEndpoint
         if let database {
             resolved = database
@@ -80,7 +91,7 @@ struct TestFailure: Error, CustomStringConvertible {
 /// Polls `condition` until it holds or `timeout` passes (for effects that happen asynchronously,
 /// like a row deleted after a socket closed). Fails the test with `message` on timeout.
 func eventually(
-    timeout: Duration = .seconds(10), _ message: @autoclosure () -> String, _ condition: () async throws -> Bool
+    timeout: Duration = TestTiming.wait, _ message: @autoclosure () -> String, _ condition: () async throws -> Bool
 ) async throws {
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline {
@@ -88,4 +99,12 @@ func eventually(
         try await Task.sleep(for: .milliseconds(50))
     }
     throw TestFailure("timed out after \(timeout): \(message())")
+}
+
+enum TestTiming {
+    /// How long the test clients wait for something that should happen (an answer, a close, a
+    /// condition). Not a speed check: on a machine half as fast, with the whole suite's servers
+    /// and one PostgreSQL sharing 2 cores at its start, a BootNotification's answer once took
+    /// more than the 10 s this used to be (2026-11-26).
+    static let wait: Duration = .seconds(30)
 }
