@@ -77,7 +77,7 @@ extension ChargePointEngine {
                 guard let id = serverTransactionIDs[localID] else { break }
                 request.transactionId = id
                 // The answer is an empty object: nothing to decode.
-                _ = try await call(action: MeterValuesRequest.action, payload: request.payload)
+                try await callMeterValues(request)
             case .stop(let localID, var request):
                 guard let id = serverTransactionIDs[localID] else { break }
                 request.transactionId = id

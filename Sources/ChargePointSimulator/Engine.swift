@@ -423,21 +423,43 @@ final class ChargePointEngine {
 
     /// Sends one CALL and waits for its answer, answering central-system calls meanwhile.
     func call(action: String, payload: JSONValue) async throws -> JSONValue {
+        try await call(action: action, validating: payload) { id in .text(OCPPFrame.call(id: id, action: action, payload: payload).encode()) }
+    }
+
+    /// Sends a MeterValues, its frame written straight to bytes (`MeterValuesRequest.callFrame`);
+    /// its payload is built as a `JSONValue` only to be validated, when the simulator validates.
+    func callMeterValues(_ request: MeterValuesRequest) async throws {
+        _ = try await call(action: MeterValuesRequest.action, validating: config.validateMessages ? request.payload : nil) { id in
+            .bytes(request.callFrame(id: id))
+        }
+    }
+
+    /// A CALL's frame as it goes on the wire.
+    enum OutgoingFrame {
+        case text(String)
+        case bytes([UInt8])
+    }
+
+    /// `payload`: what `config.validateMessages` checks against the schema (nil: nothing to check).
+    private func call(action: String, validating payload: JSONValue?, frame makeFrame: (String) -> OutgoingFrame) async throws -> JSONValue {
         guard let connection else { throw SimulatorError.notConnected(action) }
-        if config.validateMessages, let violations = OCPP16Validation.request(action, payload), !violations.isEmpty {
+        if config.validateMessages, let payload, let violations = OCPP16Validation.request(action, payload), !violations.isEmpty {
             let error = SimulatorError(.schemaViolation, "outgoing \(action) violates the OCPP 1.6 schema: \(violations.summary())")
             stats?.callFailed(action: action, error: error)
             logger.error("schema violation in outgoing CALL", metadata: ["ocpp.action": .string(action), "error": .string(error.message)])
             throw error
         }
         let id = ids.next()
-        let frame = OCPPFrame.call(id: id, action: action, payload: payload)
+        let frame = makeFrame(id)
         pendingCall = (id, action, generation)
         pendingResult = nil
         defer { pendingCall = nil; pendingResult = nil }
         let started = clock.now
         do {
-            try await connection.send(text: frame.encode())
+            switch frame {
+            case .text(let text): try await connection.send(text: text)
+            case .bytes(let bytes): try await connection.send(utf8: bytes)
+            }
         } catch {
             let e = SimulatorError(.connectionClosed, "sending \(action) failed: \(WebSocketTransport.describe(error))")
             stats?.callFailed(action: action, error: e)

@@ -68,6 +68,14 @@ struct TransportConnection: Sendable {
         try await channel.writeAndFlush(frame).get()
     }
 
+    /// Sends a text frame whose UTF-8 is already written.
+    func send(utf8 bytes: [UInt8]) async throws {
+        var buffer = channel.allocator.buffer(capacity: bytes.count)
+        buffer.writeBytes(bytes)
+        let frame = WebSocketFrame(fin: true, opcode: .text, maskKey: .random(), data: buffer)
+        try await channel.writeAndFlush(frame).get()
+    }
+
     /// Sends a close frame (1000) and closes the socket.
     func close() async {
         var data = channel.allocator.buffer(capacity: 2)

@@ -208,7 +208,10 @@ public struct PostgresCentralSystemStore: CentralSystemStore {
 /// One row of `meter_readings` (migration 0009): a timestamp and its sampled values, as JSON.
 package struct MeterReading: Equatable {
     package var sampledAt: Date
-    package var samplesJSON: String
+    /// The samples as JSON, in the text PostgreSQL prints for them as jsonb (`canonicalText`): the
+    /// column is jsonb, so any JSON text of them stores the same value, and this one is also what
+    /// the hash is taken of (one text written per reading, not two: perf, 2026-11-26).
+    package var samplesJSON: String { String(decoding: samplesCanonicalText, as: UTF8.self) }
 
     /// The reading's part of its unique key (migration 0010): the first 64 bits of the MD5 of
     /// PostgreSQL's text of the samples as jsonb, as `meter_samples_hash(samples)` computes it.
@@ -217,7 +220,6 @@ package struct MeterReading: Equatable {
 
     package init(sampledAt: Date, samples: [MeterSample]) {
         self.sampledAt = sampledAt
-        self.samplesJSON = Self.text(samples)
         self.samplesCanonicalText = Self.canonicalText(samples)
     }
 
@@ -238,15 +240,9 @@ package struct MeterReading: Equatable {
         return order.map { MeterReading(sampledAt: $0, samples: byTime[$0]!) }
     }
 
-    /// The samples as a JSON array of `json(_:)` objects, written directly: building `JSONValue`s to
-    /// serialize them was a twentieth of the server's CPU under a fleet's MeterValues.
-    package static func text(_ samples: [MeterSample]) -> String {
-        String(decoding: write(samples, .compact), as: UTF8.self)
-    }
-
     /// The samples as PostgreSQL prints them as jsonb (`samples::text`): each object's keys
     /// ordered by length, then bytes (jsonb's order), ", " between elements and ": " after keys,
-    /// strings escaped as `escape_json` does (the same escapes as `text(_:)`).
+    /// strings escaped as `escape_json` does (the same escapes as `JSONValue.serialized`).
     package static func canonicalText(_ samples: [MeterSample]) -> [UInt8] {
         write(samples, .jsonbText)
     }
@@ -257,12 +253,6 @@ package struct MeterReading: Equatable {
         let separator: StaticString
         let members: [(key: StaticString, field: @Sendable (MeterSample) -> String?)]
 
-        /// "value" first, then the optional fields in the schema's order; no spaces.
-        static let compact = Layout(separator: ",", members: [
-            (#""value":"#, { $0.value }), (#""context":"#, { $0.context }), (#""format":"#, { $0.format }),
-            (#""measurand":"#, { $0.measurand }), (#""phase":"#, { $0.phase }), (#""location":"#, { $0.location }),
-            (#""unit":"#, { $0.unit }),
-        ])
         /// jsonb's key order, by length, then bytes: unit (4), phase, value (5), format (6),
         /// context (7), location (8), measurand (9); ", " and ": " as PostgreSQL prints them.
         static let jsonbText = Layout(separator: ", ", members: [
@@ -304,8 +294,8 @@ package struct MeterReading: Equatable {
         return Int64(bitPattern: bits)
     }
 
-    /// A sampledValue as OCPP writes it: "value" and the optional fields that are set (what
-    /// `text(_:)` writes; the tests compare the two).
+    /// A sampledValue as OCPP writes it: "value" and the optional fields that are set (the value
+    /// `canonicalText` writes; the tests compare the two).
     package static func json(_ sample: MeterSample) -> JSONValue {
         var members: [(String, JSONValue)] = [("value", .string(sample.value))]
         if let context = sample.context { members.append(("context", .string(context))) }

@@ -55,23 +55,60 @@ public struct WritebackPacer: Service {
 
     /// Starts the writeback of every regular file under `directory` modified at or after `date`.
     /// Returns their paths relative to `directory`, for the files where it started.
+    /// The walk is `readdir` and `fstatat` on directory descriptors: Foundation's enumerator made
+    /// each pass cost about 3% of the server's CPU under a fleet's sessions (perf, 2026-11-26).
     static func startWriteback(in directory: URL, modifiedSince date: Date) -> [String] {
-        guard let syncFileRange = syncFileRange, let names = FileManager.default.enumerator(atPath: directory.path) else { return [] }
-        let threshold = date.timeIntervalSince1970
+        #if os(Linux)
+        guard let syncFileRange else { return [] }
+        let fd = open(directory.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { return [] }
+        let threshold = timespec(tv_sec: Int(date.timeIntervalSince1970.rounded(.down)),
+                                 tv_nsec: Int((date.timeIntervalSince1970 - date.timeIntervalSince1970.rounded(.down)) * 1e9))
         var started: [String] = []
-        while let name = names.nextObject() as? String {
-            let path = directory.path + "/" + name
-            var info = stat()
-            guard lstat(path, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { continue }
-            let modified = Double(info.st_mtim.tv_sec) + Double(info.st_mtim.tv_nsec) / 1e9
-            guard modified >= threshold else { continue }
-            let fd = open(path, O_RDONLY | O_CLOEXEC)
-            guard fd >= 0 else { continue }
-            if syncFileRange(fd, 0, 0, Self.syncFileRangeWrite) == 0 { started.append(name) }
-            close(fd)
-        }
+        walk(directoryFD: fd, prefix: "", depth: 0, threshold: threshold, syncFileRange: syncFileRange, started: &started)
         return started
+        #else
+        return []
+        #endif
     }
+
+    #if os(Linux)
+    /// Takes ownership of `directoryFD` (closed on return). The cluster's `base` is two levels deep
+    /// (a folder per database); `depth` stops a link loop or an odd tree from going on forever.
+    private static func walk(directoryFD: Int32, prefix: String, depth: Int, threshold: timespec,
+                             syncFileRange: SyncFileRange, started: inout [String]) {
+        guard let stream = fdopendir(directoryFD) else {
+            close(directoryFD)
+            return
+        }
+        defer { closedir(stream) }
+        while let entry = readdir(stream) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            if name == "." || name == ".." { continue }
+            var info = stat()
+            guard fstatat(directoryFD, name, &info, AT_SYMLINK_NOFOLLOW) == 0 else { continue }
+            switch info.st_mode & S_IFMT {
+            case S_IFDIR where depth < 4:
+                let child = openat(directoryFD, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+                guard child >= 0 else { continue }
+                walk(directoryFD: child, prefix: prefix + name + "/", depth: depth + 1, threshold: threshold,
+                     syncFileRange: syncFileRange, started: &started)
+            case S_IFREG:
+                let modified = info.st_mtim
+                guard modified.tv_sec > threshold.tv_sec
+                    || (modified.tv_sec == threshold.tv_sec && modified.tv_nsec >= threshold.tv_nsec) else { continue }
+                let file = openat(directoryFD, name, O_RDONLY | O_CLOEXEC)
+                guard file >= 0 else { continue }
+                if syncFileRange(file, 0, 0, Self.syncFileRangeWrite) == 0 { started.append(prefix + name) }
+                close(file)
+            default:
+                continue
+            }
+        }
+    }
+    #endif
 
     typealias SyncFileRange = @convention(c) (Int32, Int64, Int64, UInt32) -> Int32
     /// `SYNC_FILE_RANGE_WRITE` (linux/fs.h).

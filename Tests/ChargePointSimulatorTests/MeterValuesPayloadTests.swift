@@ -13,7 +13,7 @@ struct MeterValuesPayloadTests {
             MeterValuesRequest(connectorId: 1, transactionId: 42, meterValue: [
                 MeterValue(timestamp: at, sampledValue: [
                     SampledValue(value: "4054865", context: .samplePeriodic, format: .raw, measurand: .energyActiveImportRegister, location: .outlet, unit: .wh),
-                    SampledValue(value: "34.6", measurand: .soC, location: .ev, unit: .percent),
+                    SampledValue(value: "3\"4.6\n", measurand: .soC, location: .ev, unit: .percent),
                     SampledValue(value: "15.12", measurand: .currentImport, phase: .l1, unit: .a),
                 ]),
                 MeterValue(timestamp: at.addingTimeInterval(60), sampledValue: [SampledValue(value: "1")]),
@@ -24,6 +24,11 @@ struct MeterValuesPayloadTests {
             let codable = try JSONValue(encoding: request, using: OCPP16Coding.valueEncoder)
             #expect(request.payload == codable)
             #expect(request.payload.serialized() == codable.serialized())
+            // The frame the simulator sends, written directly, is the frame of the Codable payload.
+            for id in ["17", "a\"b\\c/é"] {
+                let frame = OCPPFrame.call(id: id, action: "MeterValues", payload: codable).encode()
+                #expect(String(decoding: request.callFrame(id: id), as: UTF8.self) == frame)
+            }
         }
     }
 }
