@@ -64,15 +64,18 @@ struct TransportConnection: Sendable {
     func send(text: String) async throws {
         var buffer = channel.allocator.buffer(capacity: text.utf8.count)
         buffer.writeString(text)
-        let frame = WebSocketFrame(fin: true, opcode: .text, maskKey: .random(), data: buffer)
-        try await channel.writeAndFlush(frame).get()
+        try await sendText(buffer)
     }
 
     /// Sends a text frame whose UTF-8 is already written.
     func send(utf8 bytes: [UInt8]) async throws {
         var buffer = channel.allocator.buffer(capacity: bytes.count)
         buffer.writeBytes(bytes)
-        let frame = WebSocketFrame(fin: true, opcode: .text, maskKey: .random(), data: buffer)
+        try await sendText(buffer)
+    }
+
+    private func sendText(_ utf8: ByteBuffer) async throws {
+        let frame = WebSocketFrame(fin: true, opcode: .text, maskKey: .random(), data: utf8)
         try await channel.writeAndFlush(frame).get()
     }
 

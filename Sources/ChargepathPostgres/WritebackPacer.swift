@@ -62,8 +62,8 @@ public struct WritebackPacer: Service {
         guard let syncFileRange else { return [] }
         let fd = open(directory.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else { return [] }
-        let threshold = timespec(tv_sec: Int(date.timeIntervalSince1970.rounded(.down)),
-                                 tv_nsec: Int((date.timeIntervalSince1970 - date.timeIntervalSince1970.rounded(.down)) * 1e9))
+        let seconds = date.timeIntervalSince1970.rounded(.down)
+        let threshold = timespec(tv_sec: Int(seconds), tv_nsec: Int((date.timeIntervalSince1970 - seconds) * 1e9))
         var started: [String] = []
         walk(directoryFD: fd, prefix: "", depth: 0, threshold: threshold, syncFileRange: syncFileRange, started: &started)
         return started
