@@ -37,6 +37,8 @@ struct EnergyMeter {
     var powerW: Double = 0
     var voltageV: Double = 230
     var batteryWh: Double = 60_000
+    /// The jitter of power and voltage (no system call per number; see `SplitMix64`).
+    private var random = SplitMix64()
 
     init(registerWh: Double) { self.registerWh = registerWh }
 
@@ -45,8 +47,8 @@ struct EnergyMeter {
     /// Integrates `seconds` of charging at up to `maxPowerW` and updates SoC.
     mutating func advance(seconds: Double, maxPowerW: Double, soc: inout Double) {
         let taper = soc < 80 ? 1.0 : max(0.1, (100 - soc) / 20)
-        powerW = soc >= 100 ? 0 : maxPowerW * Double.random(in: 0.93...1.0) * taper
-        voltageV = 230 + Double.random(in: -3...3)
+        powerW = soc >= 100 ? 0 : maxPowerW * Double.random(in: 0.93...1.0, using: &random) * taper
+        voltageV = 230 + Double.random(in: -3...3, using: &random)
         let wh = powerW * max(seconds, 0) / 3600
         registerWh += wh
         soc = min(100, soc + wh / batteryWh * 100)

@@ -75,7 +75,7 @@ struct TransportConnection: Sendable {
     }
 
     private func sendText(_ utf8: ByteBuffer) async throws {
-        let frame = WebSocketFrame(fin: true, opcode: .text, maskKey: .random(), data: utf8)
+        let frame = WebSocketFrame(fin: true, opcode: .text, maskKey: MaskingKeys.next(), data: utf8)
         try await channel.writeAndFlush(frame).get()
     }
 
@@ -83,7 +83,7 @@ struct TransportConnection: Sendable {
     func close() async {
         var data = channel.allocator.buffer(capacity: 2)
         data.write(webSocketErrorCode: .normalClosure)
-        let frame = WebSocketFrame(fin: true, opcode: .connectionClose, maskKey: .random(), data: data)
+        let frame = WebSocketFrame(fin: true, opcode: .connectionClose, maskKey: MaskingKeys.next(), data: data)
         _ = try? await channel.writeAndFlush(frame).get()
         _ = try? await channel.close().get()
     }
@@ -318,7 +318,7 @@ private final class OCPPWebSocketHandler: ChannelInboundHandler {
         case .binary:
             sink(.binary(frame.length))
         case .ping:
-            let pong = WebSocketFrame(fin: true, opcode: .pong, maskKey: .random(), data: frame.unmaskedData)
+            let pong = WebSocketFrame(fin: true, opcode: .pong, maskKey: MaskingKeys.next(), data: frame.unmaskedData)
             context.writeAndFlush(wrapOutboundOut(pong), promise: nil)
         case .connectionClose:
             var payload = frame.unmaskedData
@@ -326,7 +326,7 @@ private final class OCPPWebSocketHandler: ChannelInboundHandler {
             closeReason = "server closed the WebSocket" + (code.map { " (\($0))" } ?? "")
             var echo = context.channel.allocator.buffer(capacity: 2)
             echo.write(webSocketErrorCode: code ?? .normalClosure)
-            let reply = WebSocketFrame(fin: true, opcode: .connectionClose, maskKey: .random(), data: echo)
+            let reply = WebSocketFrame(fin: true, opcode: .connectionClose, maskKey: MaskingKeys.next(), data: echo)
             context.writeAndFlush(wrapOutboundOut(reply)).whenComplete { _ in context.close(promise: nil) }
         default:
             break

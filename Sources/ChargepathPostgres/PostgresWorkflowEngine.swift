@@ -486,7 +486,7 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
             // Nothing due any more (a step that committed meanwhile took it), or a finished execution's leftover.
             guard let eventText, status == "RUNNING" else { return true }
             let event = try JSONValue.parse(eventText).decode(WorkflowEvent.self, using: JSONValueDecoder())
-            let eventDetail = try JSONValue(encoding: event)
+            let eventDetail = try JSONValue(encoding: event, using: JSONValueEncoder())
             guard let workflow = workflows[name] else {
                 try await self.history(executionID, "event", eventDetail, at: date, on: connection)
                 try await self.finish(executionID, status: "FAILED", output: nil,
@@ -736,8 +736,9 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
         )
     }
 
+    /// Events and filters as JSON text (neither holds a date), without a `JSONEncoder` text round trip.
     static func json(_ value: some Encodable) throws -> String {
-        try JSONValue(encoding: value).serialized()
+        try JSONValue(encoding: value, using: JSONValueEncoder()).serialized()
     }
 
     static func seconds(_ duration: Duration) -> TimeInterval {

@@ -490,7 +490,8 @@ struct SchemaValidator {
 
     mutating func validateNumber(_ value: JSONValue, _ node: CompiledSchemaNode) {
         guard let d = value.doubleValue else { return }
-        let shown = value.serialized()
+        // Written only for a report: serializing every number validated was an allocation per number.
+        var shown: String { value.serialized() }
         if let mn = node.n.minimum {
             if node.n.exclusiveMinimum ? !(d > mn) : !(d >= mn) {
                 report(.range, node.n.exclusiveMinimum

@@ -111,6 +111,32 @@ import Testing
         #expect(kind("{\(members),\"k3\":1}") == .duplicateKey)
     }
 
+    /// Containers share the parser's member stacks: a nested container's members must end up in
+    /// it alone, the outer one's members after it must follow their own, and a key is a duplicate
+    /// only within its own object.
+    @Test func nestedContainersKeepTheirOwnMembers() throws {
+        let text = #"{"a":{"a":1,"b":[2,{"a":3},[]]},"b":[{"x":{}},4,[5,[6]]],"c":{"a":{"a":{"a":7}}},"d":8}"#
+        let value = try JSONValue.parse(text)
+        let object = try #require(value.objectValue)
+        #expect(object.keys == ["a", "b", "c", "d"])
+        #expect(value["a"] == ["a": 1, "b": [2, ["a": 3], []]])
+        #expect(value["b"] == [["x": .emptyObject], 4, [5, [6]]])
+        #expect(value["c"]?["a"]?["a"]?["a"] == 7)
+        #expect(value["d"] == 8)
+        #expect(value.serialized() == text)
+        // The same key in nested and outer objects is no duplicate; within one object it is, also
+        // after a nested container and past the small-object threshold.
+        #expect(kind(#"{"x":{"y":1},"y":2,"z":[{"y":3}]}"#) == nil)
+        #expect(kind(#"{"x":{"y":1},"x":2}"#) == .duplicateKey)
+        #expect(kind(#"{"x":{"y":1,"z":{"y":2},"y":3}}"#) == .duplicateKey)
+        let many = (0..<10).map { "\"k\($0)\":{\"k0\":[\($0)]}" }.joined(separator: ",")
+        #expect(kind("{\(many)}") == nil)
+        #expect(kind("{\(many),\"k9\":0}") == .duplicateKey)
+        // A document after a failed one parses afresh.
+        #expect(kind(#"[{"a":[1,2,"#) == .unexpectedEndOfInput)
+        #expect(try JSONValue.parse(#"[{"a":[1,2]},3]"#) == [["a": [1, 2]], 3])
+    }
+
     @Test func depthLimit() {
         let ok = String(repeating: "[", count: 64) + String(repeating: "]", count: 64)
         let tooDeep = String(repeating: "[", count: 65) + String(repeating: "]", count: 65)
