@@ -393,18 +393,7 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
     /// workflow refuses, or a workflow this build lacks, gives a FAILED execution that says why.
     func startBatch() async throws -> Int {
         try await client.withTransaction(logger: logger) { connection in
-            let rows = try await connection.query(
-                """
-                WITH picked AS MATERIALIZED (
-                    SELECT id FROM workflow_starts ORDER BY id FOR UPDATE SKIP LOCKED LIMIT \(max(1, configuration.startBatchSize))
-                )
-                DELETE FROM workflow_starts s USING picked WHERE s.id = picked.id
-                RETURNING s.id, s.execution_id, s.workflow, s.input::text
-                """,
-                logger: logger
-            )
-            var claimed: [(Int64, String, String, String)] = []
-            for try await row in rows.decode((Int64, String, String, String).self) { claimed.append(row) }
+            var claimed = try await connection.rows(of: ClaimStartsStatement(limit: max(1, configuration.startBatchSize)), logger: logger)
             claimed.sort { $0.0 < $1.0 }
             let date = now()
             for (_, id, name, inputText) in claimed {
@@ -422,12 +411,9 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
         if let workflow = workflows[name] {
             do {
                 transition = try workflow.start(input: input, now: date)
-            } catch let error as WorkflowInputError {
+            } catch {  // typed: a WorkflowInputError
                 transition = StoredTransition(state: .null, commands: [], waitingFor: [], outcome: nil, note: "Input refused")
                 failure = ["reason": "BadInput", "detail": ["field": .string(error.field), "problem": .string(error.problem)]]
-            } catch {
-                transition = StoredTransition(state: .null, commands: [], waitingFor: [], outcome: nil, note: "Input refused")
-                failure = ["reason": "BadInput", "detail": .string("\(error)")]
             }
         } else {
             transition = StoredTransition(state: .null, commands: [], waitingFor: [], outcome: nil, note: "Unknown workflow")
@@ -442,25 +428,12 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
             details.append((["note": .string(transition.note), "state": transition.state] as JSONValue).serialized())
         }
         let waitingFor = failure == nil ? try Self.json(transition.waitingFor) : "[]"
-        let inserted = try await connection.query(
-            """
-            WITH execution AS (
-                INSERT INTO workflow_executions (id, workflow, version, charge_point_id, input, state, status, waiting_for, created_at, updated_at)
-                VALUES (\(id), \(name), \(workflows[name]?.version ?? 0), \(input["chargePointId"]?.stringValue), \(inputText)::jsonb,
-                    \(transition.state.serialized())::jsonb, 'RUNNING', \(waitingFor)::jsonb, \(date), \(date))
-                ON CONFLICT (id) DO NOTHING RETURNING id
-            )
-            INSERT INTO workflow_history (execution_id, kind, detail, at)
-            SELECT execution.id, h.kind, h.detail::jsonb, \(date)
-            FROM execution, unnest(\(kinds)::text[], \(details)::text[]) WITH ORDINALITY AS h (kind, detail, n)
-            ORDER BY h.n
-            RETURNING id
-            """,
-            logger: logger
-        )
-        var isNew = false
-        for try await _ in inserted.decode(Int64.self) { isNew = true }
-        guard isNew else { return }
+        let inserted = try await connection.rows(of: StartExecutionStatement(
+            executionID: id, workflow: name, version: workflows[name]?.version ?? 0,
+            chargePointID: input["chargePointId"]?.stringValue, input: inputText, state: transition.state.serialized(),
+            waitingFor: waitingFor, at: date, kinds: kinds, details: details
+        ), logger: logger)
+        guard !inserted.isEmpty else { return }
         if let failure {
             try await finish(id, status: "FAILED", output: nil, error: failure, at: date, on: connection)
         } else {

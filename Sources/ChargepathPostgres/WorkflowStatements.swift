@@ -132,3 +132,78 @@ struct FinishExecutionStatement: PostgresPreparedStatement {
 
     func decodeRow(_ row: PostgresRow) throws -> Row {}
 }
+
+/// Claims (deletes and returns) up to `limit` starts that charger messages asked for
+/// (`PostgresWorkflowEngine.startBatch`); rows another worker holds are passed over.
+struct ClaimStartsStatement: PostgresPreparedStatement {
+    static let sql = """
+        WITH picked AS MATERIALIZED (
+            SELECT id FROM workflow_starts ORDER BY id FOR UPDATE SKIP LOCKED LIMIT $1
+        )
+        DELETE FROM workflow_starts s USING picked WHERE s.id = picked.id
+        RETURNING s.id, s.execution_id, s.workflow, s.input::text
+        """
+    static let bindingDataTypes: [PostgresDataType] = [.int8]
+    typealias Row = (Int64, String, String, String)
+
+    var limit: Int
+
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 1)
+        bindings.append(limit)
+        return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
+}
+
+/// A new execution with its history entries (`started`, and the first transition unless it
+/// failed at once), or nothing when it exists already (the same message, handled twice): one row
+/// per history entry written (`PostgresWorkflowEngine.startClaimed`). Prepared: every ChargingSession
+/// and Provisioning starts here, so it was parsed and planned once per session and per boot.
+struct StartExecutionStatement: PostgresPreparedStatement {
+    static let sql = """
+        WITH execution AS (
+            INSERT INTO workflow_executions (id, workflow, version, charge_point_id, input, state, status, waiting_for, created_at, updated_at)
+            VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, 'RUNNING', $7::jsonb, $8, $8)
+            ON CONFLICT (id) DO NOTHING RETURNING id
+        )
+        INSERT INTO workflow_history (execution_id, kind, detail, at)
+        SELECT execution.id, h.kind, h.detail::jsonb, $8
+        FROM execution, unnest($9::text[], $10::text[]) WITH ORDINALITY AS h (kind, detail, n)
+        ORDER BY h.n
+        RETURNING id
+        """
+    static let bindingDataTypes: [PostgresDataType] = [
+        .text, .text, .int8, .text, .text, .text, .text, .timestamptz, .textArray, .textArray,
+    ]
+    typealias Row = Int64
+
+    var executionID: String
+    var workflow: String
+    var version: Int
+    var chargePointID: String?
+    var input: String
+    var state: String
+    var waitingFor: String
+    var at: Date
+    var kinds: [String]
+    var details: [String]
+
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 10)
+        bindings.append(executionID)
+        bindings.append(workflow)
+        bindings.append(version)
+        bindings.append(chargePointID)
+        bindings.append(input)
+        bindings.append(state)
+        bindings.append(waitingFor)
+        bindings.append(at)
+        bindings.append(kinds)
+        bindings.append(details)
+        return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
+}
