@@ -400,15 +400,12 @@ if has "$SCENARIOS" idle; then
 fi
 
 # 5. History: 100,000 transactions and 1,000,000 meter values, filtered pages of 50.
-HISTORY_SOURCE="SQL through pgbench (the history API is not on this branch)"
+# The operator's pages through the HTTP API (api-*: Scripts/history-api-load.py, Python clients,
+# latency from request to last byte) and, below the API, the SQL such pages run (pgbench).
+HISTORY_SOURCE="the HTTP API (api-*, Python clients) and SQL through pgbench"
 if has "$SCENARIOS" history && has "$SYSTEMS" chargepath; then
     base="$RUN/history"; mkdir -p "$base"
     start_server chargepath "$base/server.log" "$BENCH/data/history"
-    code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $CP_TOKEN" \
-        "http://127.0.0.1:$CP_API_PORT/api/v1/transactions?limit=50" || true)
-    if [ "$code" = 200 ]; then
-        HISTORY_SOURCE="SQL through pgbench (GET /api/v1/transactions answers 200 on this build: measure it too)"
-    fi
     log "history: loading $HIST_TX transactions and $((HIST_TX * HIST_PER_TX)) meter values"
     start_load=$(date +%s)
     psql_cp "$SERVER_DATA" -v tx="$HIST_TX" -v per="$HIST_PER_TX" <<'SQL'
@@ -499,6 +496,14 @@ SQL
             -T "$HIST_SECONDS" -f "$q.sql" -l --log-prefix="$q.log" chargepath > "$q.pgbench.txt" 2>&1) \
             || { cat "$base/$q.pgbench.txt" >&2; exit 1; }
         python3 "$REPORT" pgbench --results "$RESULTS" --scenario history --query "$q" --log-prefix "$base/$q.log" > /dev/null
+    done
+    first_tx=$(psql_cp "$SERVER_DATA" -Atc "SELECT min(transaction_id) FROM transactions WHERE charge_point_id LIKE 'H-%'")
+    for q in api-by-charge-point api-by-id-tag-and-period api-by-period-pages api-transaction-detail; do
+        log "  HTTP $q (${HIST_SECONDS}s, $HIST_CLIENTS clients)"
+        python3 "$ROOT/Scripts/history-api-load.py" --port "$CP_API_PORT" --token "$CP_TOKEN" --query "$q" \
+            --seconds "$HIST_SECONDS" --clients "$HIST_CLIENTS" --transactions "$HIST_TX" --first-transaction "$first_tx" \
+            --log-prefix "$base/$q.log" > "$base/$q.txt" 2>&1 || { cat "$base/$q.txt" >&2; exit 1; }
+        python3 "$REPORT" pgbench --results "$RESULTS" --scenario history --query "$q" --log-prefix "$base/$q.log." > /dev/null
     done
     psql_cp "$SERVER_DATA" -c "SELECT (SELECT count(*) FROM transactions) || ' transactions, ' || (SELECT count(*) FROM meter_values) || ' meter values, ' || pg_size_pretty(pg_database_size('chargepath'))" > "$base/size.txt"
     for q in by-charge-point by-period-deep-page charge-point-with-meter-values; do

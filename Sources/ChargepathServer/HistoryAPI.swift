@@ -4,6 +4,7 @@ import HTTPTypes
 import HummingbirdCore
 public import Hummingbird
 import NIOCore
+import OCPP16
 import OCPPCore
 
 /// The history read API under `/api/v1`: transactions with their meter values (JSON and CSV),
@@ -289,16 +290,27 @@ enum HistoryCursor {
 
 /// Timestamps in and out: ISO 8601 in UTC, with as many fractional digits as the value has.
 enum HistoryTime {
+    /// A date (`2026-11-25`, midnight UTC) or an RFC 3339 date-time with its offset
+    /// (`2026-11-25T10:00:00Z`, `…:00.25+01:00`); a time without an offset is refused, as it
+    /// could mean any zone.
+    ///
+    /// Parsed by hand (`OCPP16DateTime.parse`, after checking the shape): `ISO8601DateFormatter`
+    /// built an ICU formatter for every parse, a third of the server's CPU for a page of 50
+    /// transactions in a period (perf, 2026-11-26).
     static func parse(_ text: String) -> Date? {
         // A '+' in an unencoded query string may have become a space on the way.
-        let text = text.replacingOccurrences(of: " ", with: "+")
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        if let date = formatter.date(from: text) { return date }
-        formatter.formatOptions = [.withInternetDateTime]
-        if let date = formatter.date(from: text) { return date }
-        formatter.formatOptions = [.withFullDate]
-        return formatter.date(from: text)
+        let bytes = Array(text.utf8).map { $0 == 0x20 ? 0x2B : $0 }
+        func isDigit(_ i: Int) -> Bool { bytes[i] >= 0x30 && bytes[i] <= 0x39 }
+        guard bytes.count >= 10, [0, 1, 2, 3, 5, 6, 8, 9].allSatisfy(isDigit), bytes[4] == 0x2D, bytes[7] == 0x2D else {
+            return nil
+        }
+        if bytes.count == 10 { return OCPP16DateTime.parse(String(decoding: bytes, as: UTF8.self) + "T00:00:00Z") }
+        // `T` and an explicit offset: `Z`, or `±hh:mm` ending the text.
+        guard bytes.count >= 20, bytes[10] == 0x54 else { return nil }
+        let hasOffset = bytes.last == 0x5A
+            || (bytes.count >= 25 && (bytes[bytes.count - 6] == 0x2B || bytes[bytes.count - 6] == 0x2D) && bytes[bytes.count - 3] == 0x3A)
+        guard hasOffset else { return nil }
+        return OCPP16DateTime.parse(String(decoding: bytes, as: UTF8.self))
     }
 
     /// `2026-11-25T10:00:00Z`, `…:00.250Z` or `…:00.250123Z`: exact to the microsecond PostgreSQL keeps.
@@ -313,16 +325,32 @@ enum HistoryTime {
         var time = time_t(seconds)
         var parts = tm()
         gmtime_r(&time, &parts)
-        func pad(_ value: Int, _ width: Int) -> String {
-            let digits = String(value)
-            return String(repeating: "0", count: max(0, width - digits.count)) + digits
+        // Written as bytes: a page of 50 transactions formats 100 of these.
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(27)
+        func put(_ value: Int, _ width: Int) {
+            var divisor = 1
+            for _ in 1..<width { divisor *= 10 }
+            var value = value
+            if value < 0 || value >= divisor * 10 {  // a year outside 0...9999: as it is
+                bytes.append(contentsOf: String(value).utf8)
+                return
+            }
+            while divisor > 0 {
+                bytes.append(UInt8(0x30 + value / divisor))
+                value %= divisor
+                divisor /= 10
+            }
         }
-        var text = "\(pad(Int(parts.tm_year) + 1900, 4))-\(pad(Int(parts.tm_mon) + 1, 2))-\(pad(Int(parts.tm_mday), 2))"
-            + "T\(pad(Int(parts.tm_hour), 2)):\(pad(Int(parts.tm_min), 2)):\(pad(Int(parts.tm_sec), 2))"
+        put(Int(parts.tm_year) + 1900, 4); bytes.append(0x2D); put(Int(parts.tm_mon) + 1, 2); bytes.append(0x2D)
+        put(Int(parts.tm_mday), 2); bytes.append(0x54); put(Int(parts.tm_hour), 2); bytes.append(0x3A)
+        put(Int(parts.tm_min), 2); bytes.append(0x3A); put(Int(parts.tm_sec), 2)
         if fraction != 0 {
-            text += fraction % 1000 == 0 ? "." + pad(Int(fraction / 1000), 3) : "." + pad(Int(fraction), 6)
+            bytes.append(0x2E)
+            if fraction % 1000 == 0 { put(Int(fraction / 1000), 3) } else { put(Int(fraction), 6) }
         }
-        return text + "Z"
+        bytes.append(0x5A)
+        return String(decoding: bytes, as: UTF8.self)
     }
 }
 
