@@ -155,7 +155,7 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
         for try await (kind, detail, at) in history.decode((String, String, Date).self) {
             var entry = JSONObject()
             entry["kind"] = .string(kind)
-            entry["at"] = .string(ISO8601DateFormatter().string(from: at))
+            entry["at"] = .string(at.formatted(.iso8601))  // no ICU formatter built per entry
             entry["detail"] = (try? JSONValue.parse(detail)) ?? .null
             execution.history.append(.object(entry))
         }

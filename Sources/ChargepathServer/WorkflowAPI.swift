@@ -106,9 +106,9 @@ extension WorkflowExecution {
         object["state"] = state
         object["output"] = output ?? .null
         object["error"] = error ?? .null
-        object["createdAt"] = .string(ISO8601DateFormatter().string(from: createdAt))
-        object["updatedAt"] = .string(ISO8601DateFormatter().string(from: updatedAt))
-        object["finishedAt"] = finishedAt.map { .string(ISO8601DateFormatter().string(from: $0)) } ?? .null
+        object["createdAt"] = .string(createdAt.formatted(.iso8601))
+        object["updatedAt"] = .string(updatedAt.formatted(.iso8601))
+        object["finishedAt"] = finishedAt.map { .string($0.formatted(.iso8601)) } ?? .null
         if withHistory { object["history"] = .array(history) }
         return .object(object)
     }
