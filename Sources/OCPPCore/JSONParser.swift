@@ -181,7 +181,7 @@ struct JSONParser: ~Copyable {
         let base = valueStack.count
         while true {
             skipWhitespace()
-            let element = try parseValue()
+            let element = try parseValue()  // not inside `append(_:)`: parseValue uses the stack too
             valueStack.append(element)
             skipWhitespace()
             guard pos < end else { throw fail(.unexpectedEndOfInput, "unexpected end of input in array, expected ',' or ']'") }
