@@ -2,32 +2,49 @@ public import Chargepath
 public import Foundation
 public import Logging
 public import PostgresNIO
+import OCPPCore
 
 /// The `connections` and `nodes` tables.
 public struct PostgresConnectionRepository: ConnectionRepository, NodeRepository {
     let client: PostgresClient
     let logger: Logger
+    /// New connections, many in one statement while chargers connect faster than one at a time
+    /// keeps up (a boot storm: one upsert and one commit per charger was a third of PostgreSQL's
+    /// statements, each with its own WAL flush).
+    private let opens: GroupCommit<ConnectionRecord, ConnectionID?>
 
     public init(client: PostgresClient, logger: Logger) {
         self.client = client
         self.logger = logger
+        self.opens = GroupCommit { records, _ in
+            if records.count == 1 { return [try await Self.openAlone(records[0], client: client, logger: logger)] }
+            let statement = OpenConnectionsStatement(records.map { ($0, Self.json($0.query), Self.json($0.headers)) })
+            var replaced = [ConnectionID?](repeating: nil, count: records.count)
+            for try await (n, previous) in try await client.execute(statement, logger: logger)
+            where previous != records[n - 1].connectionID.rawValue {
+                replaced[n - 1] = ConnectionID(rawValue: previous)
+            }
+            return replaced
+        }
     }
 
     // MARK: ConnectionRepository
 
     @discardableResult
     public func open(_ record: ConnectionRecord) async throws -> ConnectionID? {
-        let query = try Self.json(record.query)
-        let headers = try Self.json(record.headers)
+        try await opens.submit(record)
+    }
+
+    private static func openAlone(_ record: ConnectionRecord, client: PostgresClient, logger: Logger) async throws -> ConnectionID? {
         // One statement: remember the row it replaces (if any), then upsert on the charge point.
         // The newest connection wins on any node; the old socket's later `close` names its own
         // connection_id and so can never delete this row.
         let rows = try await client.execute(
             OpenConnectionStatement(
                 connectionID: record.connectionID.rawValue, chargePointID: record.chargePointID, path: record.path,
-                query: query, headers: headers, subprotocol: record.subprotocol, remoteAddress: record.remoteAddress,
-                nodeID: record.nodeID.rawValue, connectedAt: record.connectedAt, lastSeenAt: record.lastSeenAt,
-                expiresAt: record.expiresAt
+                query: json(record.query), headers: json(record.headers), subprotocol: record.subprotocol,
+                remoteAddress: record.remoteAddress, nodeID: record.nodeID.rawValue, connectedAt: record.connectedAt,
+                lastSeenAt: record.lastSeenAt, expiresAt: record.expiresAt
             ),
             logger: logger
         )
@@ -154,9 +171,8 @@ public struct PostgresConnectionRepository: ConnectionRepository, NodeRepository
         )
     }
 
-    static func json(_ dictionary: [String: String]) throws -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return String(decoding: try encoder.encode(dictionary), as: UTF8.self)
+    /// A query's or headers' JSON text, keys sorted (stored as jsonb), without a `JSONEncoder` per call.
+    static func json(_ dictionary: [String: String]) -> String {
+        JSONValue.object(JSONObject(dictionary.sorted { $0.key < $1.key }.map { ($0.key, JSONValue.string($0.value)) })).serialized()
     }
 }

@@ -248,6 +248,15 @@ struct ChargePointCredentialsStatement: PostgresPreparedStatement {
 /// A new connection's row, replacing the charger's previous one; returns the replaced
 /// connection's id (`PostgresConnectionRepository.open`).
 struct OpenConnectionStatement: PostgresPreparedStatement {
+    /// The newest connection wins: it replaces the charger's row (also `OpenConnectionsStatement`'s).
+    static let onConflict = """
+        ON CONFLICT (charge_point_id) DO UPDATE SET
+                connection_id = EXCLUDED.connection_id, path = EXCLUDED.path, query = EXCLUDED.query,
+                headers = EXCLUDED.headers, subprotocol = EXCLUDED.subprotocol,
+                remote_address = EXCLUDED.remote_address, node_id = EXCLUDED.node_id,
+                connected_at = EXCLUDED.connected_at, last_seen_at = EXCLUDED.last_seen_at,
+                expires_at = EXCLUDED.expires_at
+        """
     static let sql = """
         WITH previous AS (
             SELECT connection_id FROM connections WHERE charge_point_id = $2 FOR UPDATE
@@ -255,12 +264,7 @@ struct OpenConnectionStatement: PostgresPreparedStatement {
             INSERT INTO connections (connection_id, charge_point_id, path, query, headers, subprotocol,
                                      remote_address, node_id, connected_at, last_seen_at, expires_at)
             VALUES ($1, $2, $3, $4::jsonb, $5::jsonb, $6, $7, $8, $9, $10, $11)
-            ON CONFLICT (charge_point_id) DO UPDATE SET
-                connection_id = EXCLUDED.connection_id, path = EXCLUDED.path, query = EXCLUDED.query,
-                headers = EXCLUDED.headers, subprotocol = EXCLUDED.subprotocol,
-                remote_address = EXCLUDED.remote_address, node_id = EXCLUDED.node_id,
-                connected_at = EXCLUDED.connected_at, last_seen_at = EXCLUDED.last_seen_at,
-                expires_at = EXCLUDED.expires_at
+            \(onConflict)
             RETURNING connection_id
         )
         SELECT previous.connection_id FROM previous, upserted
@@ -292,6 +296,87 @@ struct OpenConnectionStatement: PostgresPreparedStatement {
         bindings.append(subprotocol)
         bindings.append(remoteAddress)
         bindings.append(nodeID)
+        bindings.append(connectedAt)
+        bindings.append(lastSeenAt)
+        bindings.append(expiresAt)
+        return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
+}
+
+/// Many chargers' new connections in one statement and one commit (`PostgresConnectionRepository.open`
+/// through `GroupCommit`, when chargers connect faster than one statement at a time keeps up, as
+/// in a boot storm): each row replaces its charger's previous one, as `OpenConnectionStatement`
+/// does, and its rows name the replaced connection of each item by position (from 1). Two items
+/// of one charger in a batch make PostgreSQL refuse it ("cannot affect row a second time"); the
+/// batch's items are then written one by one. Arrays cannot hold NULL here, so each optional
+/// column comes with a flag array.
+struct OpenConnectionsStatement: PostgresPreparedStatement {
+    static let sql = """
+        WITH input AS MATERIALIZED (
+            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::boolean[],
+                                 $8::text[], $9::boolean[], $10::text[], $11::timestamptz[], $12::timestamptz[], $13::timestamptz[])
+                WITH ORDINALITY AS u(connection_id, charge_point_id, path, query, headers, subprotocol, has_subprotocol,
+                                     remote_address, has_remote_address, node_id, connected_at, last_seen_at, expires_at, n)
+        ), previous AS (
+            SELECT c.charge_point_id, c.connection_id FROM connections c
+            WHERE c.charge_point_id IN (SELECT charge_point_id FROM input) FOR UPDATE
+        ), upserted AS (
+            INSERT INTO connections (connection_id, charge_point_id, path, query, headers, subprotocol,
+                                     remote_address, node_id, connected_at, last_seen_at, expires_at)
+            SELECT connection_id, charge_point_id, path, query::jsonb, headers::jsonb,
+                CASE WHEN has_subprotocol THEN subprotocol END, CASE WHEN has_remote_address THEN remote_address END,
+                node_id, connected_at, last_seen_at, expires_at
+            FROM input ORDER BY n
+            \(OpenConnectionStatement.onConflict)
+            RETURNING charge_point_id
+        )
+        SELECT i.n::bigint, p.connection_id FROM input i JOIN previous p ON p.charge_point_id = i.charge_point_id
+        WHERE i.charge_point_id IN (SELECT charge_point_id FROM upserted)
+        """
+    static let bindingDataTypes: [PostgresDataType] = [
+        .textArray, .textArray, .textArray, .textArray, .textArray, .textArray, .boolArray,
+        .textArray, .boolArray, .textArray, .timestamptzArray, .timestamptzArray, .timestamptzArray,
+    ]
+    typealias Row = (Int, String)
+
+    var connectionIDs: [String] = [], chargePointIDs: [String] = [], paths: [String] = [], queries: [String] = []
+    var headers: [String] = [], subprotocols: [String] = [], hasSubprotocol: [Bool] = []
+    var remoteAddresses: [String] = [], hasRemoteAddress: [Bool] = [], nodeIDs: [String] = []
+    var connectedAt: [Date] = [], lastSeenAt: [Date] = [], expiresAt: [Date] = []
+
+    /// `query` and `headers`: each record's as JSON text.
+    init(_ records: [(record: ConnectionRecord, query: String, headers: String)]) {
+        for (record, query, headers) in records {
+            connectionIDs.append(record.connectionID.rawValue)
+            chargePointIDs.append(record.chargePointID)
+            paths.append(record.path)
+            queries.append(query)
+            self.headers.append(headers)
+            subprotocols.append(record.subprotocol ?? "")
+            hasSubprotocol.append(record.subprotocol != nil)
+            remoteAddresses.append(record.remoteAddress ?? "")
+            hasRemoteAddress.append(record.remoteAddress != nil)
+            nodeIDs.append(record.nodeID.rawValue)
+            connectedAt.append(record.connectedAt)
+            lastSeenAt.append(record.lastSeenAt)
+            expiresAt.append(record.expiresAt)
+        }
+    }
+
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 13)
+        bindings.append(connectionIDs)
+        bindings.append(chargePointIDs)
+        bindings.append(paths)
+        bindings.append(queries)
+        bindings.append(headers)
+        bindings.append(subprotocols)
+        bindings.append(hasSubprotocol)
+        bindings.append(remoteAddresses)
+        bindings.append(hasRemoteAddress)
+        bindings.append(nodeIDs)
         bindings.append(connectedAt)
         bindings.append(lastSeenAt)
         bindings.append(expiresAt)

@@ -1,0 +1,84 @@
+import Chargepath
+import ChargepathPostgres
+import Foundation
+import PostgresNIO
+import Testing
+
+/// Chargers that connect together (a boot storm) are recorded many in one statement; each still
+/// learns which connection it replaced, and nothing is lost when a batch holds one charger twice.
+@Suite(.timeLimit(.minutes(3))) struct ConnectionBatchTests {
+    static func record(_ chargePointID: String, node: NodeID, index: Int) -> ConnectionRecord {
+        let now = Date()
+        return ConnectionRecord(
+            connectionID: .random(), chargePointID: chargePointID, path: "/ocpp/batch/\(chargePointID)",
+            query: ["i": String(index), "slash": "a/b"], headers: ["user-agent": "batch \(index)", "x-quote": "say \"hi\""],
+            subprotocol: index.isMultiple(of: 2) ? "ocpp1.6" : nil, remoteAddress: index.isMultiple(of: 3) ? nil : "127.0.0.\(index % 250 + 1)",
+            nodeID: node, connectedAt: now, lastSeenAt: now, expiresAt: now.addingTimeInterval(600)
+        )
+    }
+
+    @Test func concurrentOpensAreRecordedWithWhatEachReplaced() async throws {
+        let database = try await TestDatabase.shared.freshDatabase()
+        try await TestSlots.withSlot {
+            let client = PostgresClient(configuration: database.clientConfiguration(maximumConnections: 4), backgroundLogger: TestDatabase.logger)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { await client.run() }
+                defer { group.cancelAll() }
+                try await MigrationRunner().run(on: client, logger: TestDatabase.logger)
+                let repository = PostgresConnectionRepository(client: client, logger: TestDatabase.logger)
+                let node = NodeID(rawValue: "batch-node")
+                try await repository.register(node, hostname: "test", at: Date())
+                let ids = (0..<200).map { String(format: "BATCH-%03d", $0) }
+
+                // First wave: 200 new chargers at once; nobody replaced anybody.
+                let first = (0..<200).map { Self.record(ids[$0], node: node, index: $0) }
+                let firstReplaced = try await Self.openAll(first, repository)
+                #expect(firstReplaced.allSatisfy { $0 == nil })
+
+                // Second wave: the same chargers again, plus the first 20 twice in the same wave.
+                let second = (0..<200).map { Self.record(ids[$0], node: node, index: 1_000 + $0) }
+                let twice = (0..<20).map { Self.record(ids[$0], node: node, index: 2_000 + $0) }
+                let replaced = try await Self.openAll(second + twice, repository)
+                for i in 20..<200 {
+                    #expect(replaced[i] == first[i].connectionID, "\(ids[i]) replaced its first connection")
+                }
+                // A charger opened twice at once: one of its two opens replaced the first connection,
+                // the other replaced that one, and the row holds whichever came last.
+                for i in 0..<20 {
+                    let a = replaced[i], b = replaced[200 + i]
+                    let pair: Set<ConnectionID?> = [a, b]
+                    #expect(pair.contains(first[i].connectionID), "\(ids[i])")
+                    #expect(pair.contains(second[i].connectionID) || pair.contains(twice[i].connectionID), "\(ids[i])")
+                }
+
+                // Every charger has exactly one row, its newest connection, with its own data.
+                let rows = try await repository.list(chargePointID: nil, limit: 1_000)
+                #expect(rows.count == 200)
+                let byCharger = Dictionary(uniqueKeysWithValues: rows.map { ($0.chargePointID, $0) })
+                for i in 20..<200 {
+                    let row = try #require(byCharger[ids[i]])
+                    #expect(row.connectionID == second[i].connectionID)
+                    #expect(row.path == second[i].path && row.query == second[i].query && row.headers == second[i].headers)
+                    #expect(row.subprotocol == second[i].subprotocol && row.remoteAddress == second[i].remoteAddress)
+                }
+                for i in 0..<20 {
+                    let row = try #require(byCharger[ids[i]])
+                    #expect([second[i].connectionID, twice[i].connectionID].contains(row.connectionID))
+                    #expect(!replaced.contains(row.connectionID), "the newest connection was replaced by nobody")
+                }
+            }
+        }
+    }
+
+    /// Opens every record concurrently; their replaced connections, in the records' order.
+    static func openAll(_ records: [ConnectionRecord], _ repository: PostgresConnectionRepository) async throws -> [ConnectionID?] {
+        try await withThrowingTaskGroup(of: (Int, ConnectionID?).self) { group in
+            for (i, record) in records.enumerated() {
+                group.addTask { (i, try await repository.open(record)) }
+            }
+            var result = [ConnectionID?](repeating: nil, count: records.count)
+            for try await (i, replaced) in group { result[i] = replaced }
+            return result
+        }
+    }
+}
