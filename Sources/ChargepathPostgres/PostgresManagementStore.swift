@@ -9,10 +9,21 @@ public import PostgresNIO
 public struct PostgresManagementStore: ManagementStore {
     let client: PostgresClient
     let logger: Logger
+    /// Admission's lookups, many in one statement while chargers connect faster than one at a
+    /// time keeps up (a boot storm: one lookup per charger).
+    private let credentialLookups: GroupCommit<String, ChargePointCredentials?>
 
     public init(client: PostgresClient, logger: Logger) {
         self.client = client
         self.logger = logger
+        self.credentialLookups = GroupCommit { ids, _ in
+            if ids.count == 1 { return [try await Self.credentials(of: ids[0], client: client, logger: logger)] }
+            var found = [ChargePointCredentials?](repeating: nil, count: ids.count)
+            for try await (n, registered, hash, status) in try await client.execute(ManyChargePointCredentialsStatement(chargePointIDs: ids), logger: logger) {
+                found[n - 1] = Self.credentials(registered: registered, hash: hash, status: status)
+            }
+            return found
+        }
     }
 
     public func putChargePoint(_ id: String, _ registration: ChargePointRegistration, at date: Date) async throws -> Bool {
@@ -40,11 +51,19 @@ public struct PostgresManagementStore: ManagementStore {
     }
 
     public func credentials(of chargePointID: String) async throws -> ChargePointCredentials? {
+        try await credentialLookups.submit(chargePointID)
+    }
+
+    private static func credentials(of chargePointID: String, client: PostgresClient, logger: Logger) async throws -> ChargePointCredentials? {
         let rows = try await client.execute(ChargePointCredentialsStatement(chargePointID: chargePointID), logger: logger)
         for try await (registered, hash, status) in rows {
-            return ChargePointCredentials(registered: registered, passwordHash: hash, registrationStatus: RegistrationStatus(rawValue: status) ?? .accepted)
+            return credentials(registered: registered, hash: hash, status: status)
         }
         return nil
+    }
+
+    private static func credentials(registered: Bool, hash: String?, status: String) -> ChargePointCredentials {
+        ChargePointCredentials(registered: registered, passwordHash: hash, registrationStatus: RegistrationStatus(rawValue: status) ?? .accepted)
     }
 
     public func chargePointExists(_ id: String) async throws -> Bool {

@@ -261,11 +261,10 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
 
     public func chargerDisconnected(chargePointID: String) async {
         do {
-            let rows = try await client.query(
-                "SELECT id FROM workflow_executions WHERE status = 'RUNNING' AND charge_point_id = \(chargePointID)", logger: logger
-            )
             var ids: [String] = []
-            for try await id in rows.decode(String.self) { ids.append(id) }
+            for try await id in try await client.execute(RunningExecutionsStatement(chargePointID: chargePointID), logger: logger) {
+                ids.append(id)
+            }
             if !ids.isEmpty { try await deliver(.chargerDisconnected(chargePointID: chargePointID), to: ids) }
         } catch {
             logger.error("Could not tell workflows that a charger disconnected", metadata: ["error": "\(error)"])

@@ -245,6 +245,29 @@ struct ChargePointCredentialsStatement: PostgresPreparedStatement {
     func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
 }
 
+/// What admission needs to know about many chargers at once (`PostgresManagementStore.credentials`
+/// through `GroupCommit`, while chargers connect faster than one lookup at a time keeps up): a row
+/// per charger that exists, naming its item by position (from 1).
+struct ManyChargePointCredentialsStatement: PostgresPreparedStatement {
+    static let sql = """
+        SELECT i.n::bigint, c.registered, c.password_hash, c.registration_status
+        FROM unnest($1::text[]) WITH ORDINALITY AS i(charge_point_id, n)
+        JOIN charge_points c ON c.charge_point_id = i.charge_point_id
+        """
+    static let bindingDataTypes: [PostgresDataType] = [.textArray]
+    typealias Row = (Int, Bool, String?, String)
+
+    var chargePointIDs: [String]
+
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 1)
+        bindings.append(chargePointIDs)
+        return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
+}
+
 /// A new connection's row, replacing the charger's previous one; returns the replaced
 /// connection's id (`PostgresConnectionRepository.open`).
 struct OpenConnectionStatement: PostgresPreparedStatement {

@@ -207,3 +207,21 @@ struct StartExecutionStatement: PostgresPreparedStatement {
 
     func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
 }
+
+/// The running executions of a charger, told when it disconnects (`PostgresWorkflowEngine.chargerDisconnected`):
+/// once per closed socket, so a fleet going away (a node's restart) asks it thousands of times.
+struct RunningExecutionsStatement: PostgresPreparedStatement {
+    static let sql = "SELECT id FROM workflow_executions WHERE status = 'RUNNING' AND charge_point_id = $1"
+    static let bindingDataTypes: [PostgresDataType] = [.text]
+    typealias Row = String
+
+    var chargePointID: String
+
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 1)
+        bindings.append(chargePointID)
+        return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
+}

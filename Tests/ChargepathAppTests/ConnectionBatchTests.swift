@@ -1,11 +1,13 @@
 import Chargepath
 import ChargepathPostgres
 import Foundation
+import OCPP16
 import PostgresNIO
 import Testing
 
-/// Chargers that connect together (a boot storm) are recorded many in one statement; each still
-/// learns which connection it replaced, and nothing is lost when a batch holds one charger twice.
+/// Chargers that connect together (a boot storm) are looked up and recorded many in one statement;
+/// each still gets its own credentials and learns which connection it replaced, and nothing is
+/// lost when a batch holds one charger twice.
 @Suite(.timeLimit(.minutes(3))) struct ConnectionBatchTests {
     static func record(_ chargePointID: String, node: NodeID, index: Int) -> ConnectionRecord {
         let now = Date()
@@ -65,6 +67,45 @@ import Testing
                     let row = try #require(byCharger[ids[i]])
                     #expect([second[i].connectionID, twice[i].connectionID].contains(row.connectionID))
                     #expect(!replaced.contains(row.connectionID), "the newest connection was replaced by nobody")
+                }
+            }
+        }
+    }
+
+    /// Admission's lookups, asked together, each get their own charger's credentials (or none).
+    @Test func concurrentCredentialLookupsGetTheirOwnCharger() async throws {
+        let database = try await TestDatabase.shared.freshDatabase()
+        try await TestSlots.withSlot {
+            let client = PostgresClient(configuration: database.clientConfiguration(maximumConnections: 4), backgroundLogger: TestDatabase.logger)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { await client.run() }
+                defer { group.cancelAll() }
+                try await MigrationRunner().run(on: client, logger: TestDatabase.logger)
+                let store = PostgresManagementStore(client: client, logger: TestDatabase.logger)
+                let statuses: [RegistrationStatus] = [.accepted, .pending, .rejected]
+                for i in 0..<60 {
+                    let password: ChargePointRegistration.PasswordChange = i.isMultiple(of: 2) ? .set(hash: "hash-\(i)") : .remove
+                    _ = try await store.putChargePoint(
+                        "CRED-\(i)", ChargePointRegistration(description: nil, registrationStatus: statuses[i % 3], password: password), at: Date()
+                    )
+                }
+                // 60 registered and 60 unknown, asked all at once, three times over.
+                let asked = (0..<360).map { "CRED-\($0 % 120)" }
+                let answers = try await withThrowingTaskGroup(of: (Int, ChargePointCredentials?).self) { lookups in
+                    for (i, id) in asked.enumerated() { lookups.addTask { (i, try await store.credentials(of: id)) } }
+                    var result = [ChargePointCredentials?](repeating: nil, count: asked.count)
+                    for try await (i, credentials) in lookups { result[i] = credentials }
+                    return result
+                }
+                for (i, answer) in answers.enumerated() {
+                    let n = i % 120
+                    if n < 60 {
+                        #expect(answer == ChargePointCredentials(
+                            registered: true, passwordHash: n.isMultiple(of: 2) ? "hash-\(n)" : nil, registrationStatus: statuses[n % 3]
+                        ), "CRED-\(n)")
+                    } else {
+                        #expect(answer == nil, "CRED-\(n) is unknown")
+                    }
                 }
             }
         }
