@@ -90,7 +90,6 @@ public enum ChargepathApp {
             logger[metadataKey: "node"] = "\(nodeID)"
             return logger
         }()
-        let repository = PostgresConnectionRepository(client: client, logger: logger)
         let registry = ConnectionRegistry()
         let migrations = MigrationRunner()
         let ports = PortCollector(nodeID: nodeID, onRunning: onRunning)
@@ -109,6 +108,15 @@ public enum ChargepathApp {
         let statusConnections = try PinnedConnections(
             endpoint: database, count: 1, options: .init(startupParameters: onePlan, applicationName: "chargepath status notifications"), logger: logger
         )
+        // Chargers connecting together (a boot storm): their admission lookups and their connection
+        // rows, many in one statement each.
+        let admissionConnections = try PinnedConnections(
+            endpoint: database, count: 1, options: .init(startupParameters: onePlan, applicationName: "chargepath admission"), logger: logger
+        )
+        let connectionConnections = try PinnedConnections(
+            endpoint: database, count: 1, options: .init(startupParameters: onePlan, applicationName: "chargepath connections"), logger: logger
+        )
+        let repository = PostgresConnectionRepository(client: client, logger: logger, openConnections: connectionConnections)
         let store = PostgresCentralSystemStore(
             client: client, logger: logger, provisionOnBoot: configuration.provisionOnBoot,
             sessionInterruptGraceSeconds: configuration.sessionInterruptGraceSeconds,
@@ -129,7 +137,7 @@ public enum ChargepathApp {
             ),
             workflows: workflows
         )
-        let management = PostgresManagementStore(client: client, logger: logger)
+        let management = PostgresManagementStore(client: client, logger: logger, lookupConnections: admissionConnections)
         let admission = ChargerAdmission(store: management, unknownChargers: configuration.unknownChargers, logger: logger)
         let commands = CommandService(store: management, registry: registry, logger: logger)
         var chargerApp = Application(
@@ -152,6 +160,8 @@ public enum ChargepathApp {
             await meterValueConnections.open()
             await probeConnections.open()
             await statusConnections.open()
+            await admissionConnections.open()
+            await connectionConnections.open()
             schemaReady.open()
         }
 
@@ -187,7 +197,8 @@ public enum ChargepathApp {
         // Shutdown runs in reverse: the listeners stop accepting, the chargers' sockets close (and
         // their rows go), then the workflow engine, the node's row, the pinned connections and the client stop.
         return [
-            client, meterValueConnections, probeConnections, statusConnections, nodeService, workflows, ChargerSocketDrain(sessions: sessions, logger: logger),
+            client, meterValueConnections, probeConnections, statusConnections, admissionConnections, connectionConnections, nodeService,
+            workflows, ChargerSocketDrain(sessions: sessions, logger: logger),
             chargerApp, apiApp,
         ]
     }

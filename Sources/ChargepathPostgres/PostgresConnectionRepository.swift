@@ -10,17 +10,26 @@ public struct PostgresConnectionRepository: ConnectionRepository, NodeRepository
     let logger: Logger
     /// New connections, many in one statement while chargers connect faster than one at a time
     /// keeps up (a boot storm: one upsert and one commit per charger was a third of PostgreSQL's
-    /// statements, each with its own WAL flush).
-    private let opens: GroupCommit<ConnectionRecord, ConnectionID?>
+    /// statements, each with its own WAL flush). Copies of this repository share it.
+    ///
+    /// A batch writes on a pinned connection (`openConnections`), never through the pool, for the
+    /// reason `PostgresCentralSystemStore.statusWrites` gives; without one, nobody waits for a
+    /// batch (each connection is written alone through the pool).
+    package let opens: GroupCommit<ConnectionRecord, ConnectionID?>
 
-    public init(client: PostgresClient, logger: Logger) {
+    public init(client: PostgresClient, logger: Logger, openConnections: PinnedConnections? = nil) {
         self.client = client
         self.logger = logger
-        self.opens = GroupCommit { records, _ in
-            if records.count == 1 { return [try await Self.openAlone(records[0], client: client, logger: logger)] }
+        var batches = GroupCommit<ConnectionRecord, ConnectionID?>.Configuration()
+        if openConnections == nil { batches.maximumPending = 0 }
+        self.opens = GroupCommit(configuration: batches) { records, slot in
+            if records.count == 1 {
+                let rows = try await client.rows(of: Self.openStatement(records[0]), slot: slot, pinned: openConnections, logger: logger)
+                return [rows.first { $0 != records[0].connectionID.rawValue }.map(ConnectionID.init(rawValue:))]
+            }
             let statement = OpenConnectionsStatement(records.map { ($0, Self.json($0.query), Self.json($0.headers)) })
             var replaced = [ConnectionID?](repeating: nil, count: records.count)
-            for try await (n, previous) in try await client.execute(statement, logger: logger)
+            for (n, previous) in try await client.rows(of: statement, slot: slot, pinned: openConnections, logger: logger)
             where previous != records[n - 1].connectionID.rawValue {
                 replaced[n - 1] = ConnectionID(rawValue: previous)
             }
@@ -35,23 +44,16 @@ public struct PostgresConnectionRepository: ConnectionRepository, NodeRepository
         try await opens.submit(record)
     }
 
-    private static func openAlone(_ record: ConnectionRecord, client: PostgresClient, logger: Logger) async throws -> ConnectionID? {
-        // One statement: remember the row it replaces (if any), then upsert on the charge point.
-        // The newest connection wins on any node; the old socket's later `close` names its own
-        // connection_id and so can never delete this row.
-        let rows = try await client.execute(
-            OpenConnectionStatement(
-                connectionID: record.connectionID.rawValue, chargePointID: record.chargePointID, path: record.path,
-                query: json(record.query), headers: json(record.headers), subprotocol: record.subprotocol,
-                remoteAddress: record.remoteAddress, nodeID: record.nodeID.rawValue, connectedAt: record.connectedAt,
-                lastSeenAt: record.lastSeenAt, expiresAt: record.expiresAt
-            ),
-            logger: logger
+    /// One connection's row, replacing its charger's previous one (the statement returns that one's id).
+    /// The newest connection wins on any node; the old socket's later `close` names its own
+    /// connection_id and so can never delete this row.
+    private static func openStatement(_ record: ConnectionRecord) -> OpenConnectionStatement {
+        OpenConnectionStatement(
+            connectionID: record.connectionID.rawValue, chargePointID: record.chargePointID, path: record.path,
+            query: json(record.query), headers: json(record.headers), subprotocol: record.subprotocol,
+            remoteAddress: record.remoteAddress, nodeID: record.nodeID.rawValue, connectedAt: record.connectedAt,
+            lastSeenAt: record.lastSeenAt, expiresAt: record.expiresAt
         )
-        for try await previous in rows where previous != record.connectionID.rawValue {
-            return ConnectionID(rawValue: previous)
-        }
-        return nil
     }
 
     public func close(_ id: ConnectionID) async throws {

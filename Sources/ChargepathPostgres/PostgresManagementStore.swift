@@ -10,16 +10,24 @@ public struct PostgresManagementStore: ManagementStore {
     let client: PostgresClient
     let logger: Logger
     /// Admission's lookups, many in one statement while chargers connect faster than one at a
-    /// time keeps up (a boot storm: one lookup per charger).
-    private let credentialLookups: GroupCommit<String, ChargePointCredentials?>
+    /// time keeps up (a boot storm: one lookup per charger). Copies of this store share it. A batch
+    /// reads on a pinned connection (`lookupConnections`), as `PostgresConnectionRepository.opens`
+    /// writes; without one, nobody waits for a batch.
+    package let credentialLookups: GroupCommit<String, ChargePointCredentials?>
 
-    public init(client: PostgresClient, logger: Logger) {
+    public init(client: PostgresClient, logger: Logger, lookupConnections: PinnedConnections? = nil) {
         self.client = client
         self.logger = logger
-        self.credentialLookups = GroupCommit { ids, _ in
-            if ids.count == 1 { return [try await Self.credentials(of: ids[0], client: client, logger: logger)] }
+        var batches = GroupCommit<String, ChargePointCredentials?>.Configuration()
+        if lookupConnections == nil { batches.maximumPending = 0 }
+        self.credentialLookups = GroupCommit(configuration: batches) { ids, slot in
+            if ids.count == 1 {
+                let rows = try await client.rows(of: ChargePointCredentialsStatement(chargePointID: ids[0]), slot: slot, pinned: lookupConnections, logger: logger)
+                return [rows.first.map { Self.credentials(registered: $0.0, hash: $0.1, status: $0.2) }]
+            }
             var found = [ChargePointCredentials?](repeating: nil, count: ids.count)
-            for try await (n, registered, hash, status) in try await client.execute(ManyChargePointCredentialsStatement(chargePointIDs: ids), logger: logger) {
+            let rows = try await client.rows(of: ManyChargePointCredentialsStatement(chargePointIDs: ids), slot: slot, pinned: lookupConnections, logger: logger)
+            for (n, registered, hash, status) in rows {
                 found[n - 1] = Self.credentials(registered: registered, hash: hash, status: status)
             }
             return found
@@ -52,14 +60,6 @@ public struct PostgresManagementStore: ManagementStore {
 
     public func credentials(of chargePointID: String) async throws -> ChargePointCredentials? {
         try await credentialLookups.submit(chargePointID)
-    }
-
-    private static func credentials(of chargePointID: String, client: PostgresClient, logger: Logger) async throws -> ChargePointCredentials? {
-        let rows = try await client.execute(ChargePointCredentialsStatement(chargePointID: chargePointID), logger: logger)
-        for try await (registered, hash, status) in rows {
-            return credentials(registered: registered, hash: hash, status: status)
-        }
-        return nil
     }
 
     private static func credentials(registered: Bool, hash: String?, status: String) -> ChargePointCredentials {

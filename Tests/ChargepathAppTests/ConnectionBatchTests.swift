@@ -27,47 +27,56 @@ import Testing
                 group.addTask { await client.run() }
                 defer { group.cancelAll() }
                 try await MigrationRunner().run(on: client, logger: TestDatabase.logger)
-                let repository = PostgresConnectionRepository(client: client, logger: TestDatabase.logger)
-                let node = NodeID(rawValue: "batch-node")
-                try await repository.register(node, hostname: "test", at: Date())
-                let ids = (0..<200).map { String(format: "BATCH-%03d", $0) }
+                let pinned = try PinnedConnections(endpoint: database, count: 1, options: .init(applicationName: "open test"), logger: TestDatabase.logger)
+                let repository = PostgresConnectionRepository(client: client, logger: TestDatabase.logger, openConnections: pinned)
+                do {
+                    let node = NodeID(rawValue: "batch-node")
+                    try await repository.register(node, hostname: "test", at: Date())
+                    let ids = (0..<200).map { String(format: "BATCH-%03d", $0) }
 
-                // First wave: 200 new chargers at once; nobody replaced anybody.
-                let first = (0..<200).map { Self.record(ids[$0], node: node, index: $0) }
-                let firstReplaced = try await Self.openAll(first, repository)
-                #expect(firstReplaced.allSatisfy { $0 == nil })
+                    // First wave: 200 new chargers at once; nobody replaced anybody.
+                    let first = (0..<200).map { Self.record(ids[$0], node: node, index: $0) }
+                    let firstReplaced = try await Self.openAll(first, repository)
+                    #expect(firstReplaced.allSatisfy { $0 == nil })
 
-                // Second wave: the same chargers again, plus the first 20 twice in the same wave.
-                let second = (0..<200).map { Self.record(ids[$0], node: node, index: 1_000 + $0) }
-                let twice = (0..<20).map { Self.record(ids[$0], node: node, index: 2_000 + $0) }
-                let replaced = try await Self.openAll(second + twice, repository)
-                for i in 20..<200 {
-                    #expect(replaced[i] == first[i].connectionID, "\(ids[i]) replaced its first connection")
-                }
-                // A charger opened twice at once: one of its two opens replaced the first connection,
-                // the other replaced that one, and the row holds whichever came last.
-                for i in 0..<20 {
-                    let a = replaced[i], b = replaced[200 + i]
-                    let pair: Set<ConnectionID?> = [a, b]
-                    #expect(pair.contains(first[i].connectionID), "\(ids[i])")
-                    #expect(pair.contains(second[i].connectionID) || pair.contains(twice[i].connectionID), "\(ids[i])")
-                }
+                    // Second wave: the same chargers again, plus the first 20 twice in the same wave.
+                    let second = (0..<200).map { Self.record(ids[$0], node: node, index: 1_000 + $0) }
+                    let twice = (0..<20).map { Self.record(ids[$0], node: node, index: 2_000 + $0) }
+                    let replaced = try await Self.openAll(second + twice, repository)
+                    for i in 20..<200 {
+                        #expect(replaced[i] == first[i].connectionID, "\(ids[i]) replaced its first connection")
+                    }
+                    // A charger opened twice at once: one of its two opens replaced the first connection,
+                    // the other replaced that one, and the row holds whichever came last.
+                    for i in 0..<20 {
+                        let a = replaced[i], b = replaced[200 + i]
+                        let pair: Set<ConnectionID?> = [a, b]
+                        #expect(pair.contains(first[i].connectionID), "\(ids[i])")
+                        #expect(pair.contains(second[i].connectionID) || pair.contains(twice[i].connectionID), "\(ids[i])")
+                    }
 
-                // Every charger has exactly one row, its newest connection, with its own data.
-                let rows = try await repository.list(chargePointID: nil, limit: 1_000)
-                #expect(rows.count == 200)
-                let byCharger = Dictionary(uniqueKeysWithValues: rows.map { ($0.chargePointID, $0) })
-                for i in 20..<200 {
-                    let row = try #require(byCharger[ids[i]])
-                    #expect(row.connectionID == second[i].connectionID)
-                    #expect(row.path == second[i].path && row.query == second[i].query && row.headers == second[i].headers)
-                    #expect(row.subprotocol == second[i].subprotocol && row.remoteAddress == second[i].remoteAddress)
+                    // Every charger has exactly one row, its newest connection, with its own data.
+                    let rows = try await repository.list(chargePointID: nil, limit: 1_000)
+                    #expect(rows.count == 200)
+                    let byCharger = Dictionary(uniqueKeysWithValues: rows.map { ($0.chargePointID, $0) })
+                    for i in 20..<200 {
+                        let row = try #require(byCharger[ids[i]])
+                        #expect(row.connectionID == second[i].connectionID)
+                        #expect(row.path == second[i].path && row.query == second[i].query && row.headers == second[i].headers)
+                        #expect(row.subprotocol == second[i].subprotocol && row.remoteAddress == second[i].remoteAddress)
+                    }
+                    for i in 0..<20 {
+                        let row = try #require(byCharger[ids[i]])
+                        #expect([second[i].connectionID, twice[i].connectionID].contains(row.connectionID))
+                        #expect(!replaced.contains(row.connectionID), "the newest connection was replaced by nobody")
+                    }
+                    // They went in batches, and the batch that held a charger twice was written one by one.
+                    #expect(repository.opens.statistics.batches > 0)
+                } catch {
+                    await pinned.close()
+                    throw error
                 }
-                for i in 0..<20 {
-                    let row = try #require(byCharger[ids[i]])
-                    #expect([second[i].connectionID, twice[i].connectionID].contains(row.connectionID))
-                    #expect(!replaced.contains(row.connectionID), "the newest connection was replaced by nobody")
-                }
+                await pinned.close()
             }
         }
     }
@@ -81,32 +90,40 @@ import Testing
                 group.addTask { await client.run() }
                 defer { group.cancelAll() }
                 try await MigrationRunner().run(on: client, logger: TestDatabase.logger)
-                let store = PostgresManagementStore(client: client, logger: TestDatabase.logger)
-                let statuses: [RegistrationStatus] = [.accepted, .pending, .rejected]
-                for i in 0..<60 {
-                    let password: ChargePointRegistration.PasswordChange = i.isMultiple(of: 2) ? .set(hash: "hash-\(i)") : .remove
-                    _ = try await store.putChargePoint(
-                        "CRED-\(i)", ChargePointRegistration(description: nil, registrationStatus: statuses[i % 3], password: password), at: Date()
-                    )
-                }
-                // 60 registered and 60 unknown, asked all at once, three times over.
-                let asked = (0..<360).map { "CRED-\($0 % 120)" }
-                let answers = try await withThrowingTaskGroup(of: (Int, ChargePointCredentials?).self) { lookups in
-                    for (i, id) in asked.enumerated() { lookups.addTask { (i, try await store.credentials(of: id)) } }
-                    var result = [ChargePointCredentials?](repeating: nil, count: asked.count)
-                    for try await (i, credentials) in lookups { result[i] = credentials }
-                    return result
-                }
-                for (i, answer) in answers.enumerated() {
-                    let n = i % 120
-                    if n < 60 {
-                        #expect(answer == ChargePointCredentials(
-                            registered: true, passwordHash: n.isMultiple(of: 2) ? "hash-\(n)" : nil, registrationStatus: statuses[n % 3]
-                        ), "CRED-\(n)")
-                    } else {
-                        #expect(answer == nil, "CRED-\(n) is unknown")
+                let pinned = try PinnedConnections(endpoint: database, count: 1, options: .init(applicationName: "lookup test"), logger: TestDatabase.logger)
+                let store = PostgresManagementStore(client: client, logger: TestDatabase.logger, lookupConnections: pinned)
+                do {
+                    let statuses: [RegistrationStatus] = [.accepted, .pending, .rejected]
+                    for i in 0..<60 {
+                        let password: ChargePointRegistration.PasswordChange = i.isMultiple(of: 2) ? .set(hash: "hash-\(i)") : .remove
+                        _ = try await store.putChargePoint(
+                            "CRED-\(i)", ChargePointRegistration(description: nil, registrationStatus: statuses[i % 3], password: password), at: Date()
+                        )
                     }
+                    // 60 registered and 60 unknown, asked all at once, three times over.
+                    let asked = (0..<360).map { "CRED-\($0 % 120)" }
+                    let answers = try await withThrowingTaskGroup(of: (Int, ChargePointCredentials?).self) { lookups in
+                        for (i, id) in asked.enumerated() { lookups.addTask { (i, try await store.credentials(of: id)) } }
+                        var result = [ChargePointCredentials?](repeating: nil, count: asked.count)
+                        for try await (i, credentials) in lookups { result[i] = credentials }
+                        return result
+                    }
+                    for (i, answer) in answers.enumerated() {
+                        let n = i % 120
+                        if n < 60 {
+                            #expect(answer == ChargePointCredentials(
+                                registered: true, passwordHash: n.isMultiple(of: 2) ? "hash-\(n)" : nil, registrationStatus: statuses[n % 3]
+                            ), "CRED-\(n)")
+                        } else {
+                            #expect(answer == nil, "CRED-\(n) is unknown")
+                        }
+                    }
+                    #expect(store.credentialLookups.statistics.batches > 0, "the lookups went in batches")
+                } catch {
+                    await pinned.close()
+                    throw error
                 }
+                await pinned.close()
             }
         }
     }
