@@ -116,12 +116,15 @@ public enum ChargepathApp {
         let connectionConnections = try PinnedConnections(
             endpoint: database, count: 1, options: .init(startupParameters: onePlan, applicationName: "chargepath connections"), logger: logger
         )
+        let bootConnections = try PinnedConnections(
+            endpoint: database, count: 1, options: .init(startupParameters: onePlan, applicationName: "chargepath boots"), logger: logger
+        )
         let repository = PostgresConnectionRepository(client: client, logger: logger, openConnections: connectionConnections)
         let store = PostgresCentralSystemStore(
             client: client, logger: logger, provisionOnBoot: configuration.provisionOnBoot,
             sessionInterruptGraceSeconds: configuration.sessionInterruptGraceSeconds,
             meterValueConnections: meterValueConnections, meterValueSlots: meterValueConnections.count,
-            statusConnections: statusConnections
+            statusConnections: statusConnections, bootConnections: bootConnections
         )
         let schemaReady = Gate()
         let workflows = makeWorkflowEngine(
@@ -162,6 +165,7 @@ public enum ChargepathApp {
             await statusConnections.open()
             await admissionConnections.open()
             await connectionConnections.open()
+            await bootConnections.open()
             schemaReady.open()
         }
 
@@ -197,7 +201,8 @@ public enum ChargepathApp {
         // Shutdown runs in reverse: the listeners stop accepting, the chargers' sockets close (and
         // their rows go), then the workflow engine, the node's row, the pinned connections and the client stop.
         return [
-            client, meterValueConnections, probeConnections, statusConnections, admissionConnections, connectionConnections, nodeService,
+            client, meterValueConnections, probeConnections, statusConnections, admissionConnections, connectionConnections, bootConnections,
+            nodeService,
             workflows, ChargerSocketDrain(sessions: sessions, logger: logger),
             chargerApp, apiApp,
         ]

@@ -25,12 +25,18 @@ public struct PostgresCentralSystemStore: CentralSystemStore {
     /// (PostgresNIO 1.33.2 did not answer the lease when its caller was cancelled), held the one
     /// slot, and every later StatusNotification failed after the database came back.
     package let statusWrites: GroupCommit<StatusWrite, [WaitingWorkflow]>
+    /// BootNotifications of many chargers share statements and commits as well (a boot storm: one
+    /// statement and one commit per charger was the last of its statements that went alone), on a
+    /// pinned connection (`bootConnections`) for the same reason; without one, nobody waits for a
+    /// batch. Copies of this store share it.
+    package let bootWrites: GroupCommit<BootWrite, RegistrationStatus>
 
     /// MeterValues batches write on `meterValueConnections` (one slot per concurrent batch) when
     /// given, else through the pool; items written alone always go through the pool.
     public init(
         client: PostgresClient, logger: Logger, provisionOnBoot: Bool = true, sessionInterruptGraceSeconds: Int = 60,
-        meterValueConnections: PinnedConnections? = nil, meterValueSlots: Int = 1, statusConnections: PinnedConnections? = nil
+        meterValueConnections: PinnedConnections? = nil, meterValueSlots: Int = 1, statusConnections: PinnedConnections? = nil,
+        bootConnections: PinnedConnections? = nil
     ) {
         precondition(meterValueConnections.map { $0.count >= meterValueSlots } ?? true, "a pinned connection per slot")
         self.client = client
@@ -47,22 +53,35 @@ public struct PostgresCentralSystemStore: CentralSystemStore {
             let rows = try await client.rows(of: RecordStatusesStatement(writes), slot: slot, pinned: statusConnections, logger: logger)
             return WaitingExecutionsStatement.waiting(rows, probes: writes.count)
         }
+        var bootBatches = GroupCommit<BootWrite, RegistrationStatus>.Configuration()
+        if bootConnections == nil { bootBatches.maximumPending = 0 }
+        self.bootWrites = GroupCommit(configuration: bootBatches) { boots, slot in
+            try await Self.recordBoots(boots, provisionOnBoot: provisionOnBoot, slot: slot, pinned: bootConnections, client: client, logger: logger)
+        }
     }
 
     public func recordBoot(chargePointID: String, _ request: BootNotificationRequest, at date: Date) async throws -> RegistrationStatus {
-        let rows = try await client.execute(
-            RecordBootStatement(
-                chargePointID: chargePointID, vendor: request.chargePointVendor, model: request.chargePointModel,
+        try await bootWrites.submit(BootWrite(chargePointID: chargePointID, request: request, bootedAt: date))
+    }
+
+    static func recordBoots(
+        _ boots: [BootWrite], provisionOnBoot: Bool, slot: Int?, pinned: PinnedConnections?, client: PostgresClient, logger: Logger
+    ) async throws -> [RegistrationStatus] {
+        func status(_ text: String) -> RegistrationStatus { RegistrationStatus(rawValue: text) ?? .accepted }
+        if boots.count == 1 {
+            let (id, request, date) = (boots[0].chargePointID, boots[0].request, boots[0].bootedAt)
+            let rows = try await client.rows(of: RecordBootStatement(
+                chargePointID: id, vendor: request.chargePointVendor, model: request.chargePointModel,
                 serialNumber: request.chargePointSerialNumber, chargeBoxSerialNumber: request.chargeBoxSerialNumber,
                 firmwareVersion: request.firmwareVersion, iccid: request.iccid, imsi: request.imsi, meterType: request.meterType,
                 meterSerialNumber: request.meterSerialNumber, bootedAt: date, provisionOnBoot: provisionOnBoot
-            ),
-            logger: logger
-        )
-        for try await status in rows {
-            return RegistrationStatus(rawValue: status) ?? .accepted
+            ), slot: slot, pinned: pinned, logger: logger)
+            return [rows.first.map(status) ?? .accepted]
         }
-        return .accepted
+        var statuses = [RegistrationStatus](repeating: .accepted, count: boots.count)
+        let rows = try await client.rows(of: RecordBootsStatement(boots, provisionOnBoot: provisionOnBoot), slot: slot, pinned: pinned, logger: logger)
+        for (n, text) in rows { statuses[n - 1] = status(text) }
+        return statuses
     }
 
     public func registrationStatus(chargePointID: String) async throws -> RegistrationStatus? {
@@ -327,4 +346,27 @@ package struct MeterValuesWrite: Sendable {
 
 struct StoreError: Error, CustomStringConvertible {
     let description: String
+}
+
+/// One BootNotification for `PostgresCentralSystemStore.bootWrites`.
+package struct BootWrite: Sendable {
+    package var chargePointID: String
+    package var request: BootNotificationRequest
+    package var bootedAt: Date
+
+    /// The charger's boot data as a JSON object (`RecordBootsStatement`); absent fields are left out.
+    var json: String {
+        var object = JSONObject()
+        object["chargePointId"] = .string(chargePointID)
+        object["vendor"] = .string(request.chargePointVendor)
+        object["model"] = .string(request.chargePointModel)
+        object["serialNumber"] = request.chargePointSerialNumber.map(JSONValue.string)
+        object["chargeBoxSerialNumber"] = request.chargeBoxSerialNumber.map(JSONValue.string)
+        object["firmwareVersion"] = request.firmwareVersion.map(JSONValue.string)
+        object["iccid"] = request.iccid.map(JSONValue.string)
+        object["imsi"] = request.imsi.map(JSONValue.string)
+        object["meterType"] = request.meterType.map(JSONValue.string)
+        object["meterSerialNumber"] = request.meterSerialNumber.map(JSONValue.string)
+        return JSONValue.object(object).serialized()
+    }
 }

@@ -342,9 +342,14 @@ struct OpenConnectionsStatement: PostgresPreparedStatement {
                                  $8::text[], $9::boolean[], $10::text[], $11::timestamptz[], $12::timestamptz[], $13::timestamptz[])
                 WITH ORDINALITY AS u(connection_id, charge_point_id, path, query, headers, subprotocol, has_subprotocol,
                                      remote_address, has_remote_address, node_id, connected_at, last_seen_at, expires_at, n)
-        ), previous AS (
+        ), previous AS MATERIALIZED (
+            -- Not FOR UPDATE: in one statement with the upsert, a lock taken after the upsert has
+            -- changed the row finds it changed by this very statement and skips it (the answer then
+            -- depended on the plan). Read from the statement's snapshot instead, so a replacement
+            -- committed by another node between that snapshot and the upsert names the connection
+            -- before it; `OpenConnectionStatement` (one charger) locks.
             SELECT c.charge_point_id, c.connection_id FROM connections c
-            WHERE c.charge_point_id IN (SELECT charge_point_id FROM input) FOR UPDATE
+            WHERE c.charge_point_id IN (SELECT charge_point_id FROM input)
         ), upserted AS (
             INSERT INTO connections (connection_id, charge_point_id, path, query, headers, subprotocol,
                                      remote_address, node_id, connected_at, last_seen_at, expires_at)
@@ -429,33 +434,48 @@ struct CloseConnectionStatement: PostgresPreparedStatement {
 /// A BootNotification: the charge point's row, and for an Accepted boot a Provisioning start in
 /// the same commit; returns the registration status (`PostgresCentralSystemStore.recordBoot`).
 struct RecordBootStatement: PostgresPreparedStatement {
-    static let sql = """
-        WITH booted AS (
-        INSERT INTO charge_points (charge_point_id, vendor, model, serial_number, charge_box_serial_number,
-            firmware_version, iccid, imsi, meter_type, meter_serial_number, last_boot_at, last_seen_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)
+    /// A boot updates the charger's row (also `RecordBootsStatement`'s).
+    static let onConflict = """
         ON CONFLICT (charge_point_id) DO UPDATE SET
             vendor = EXCLUDED.vendor, model = EXCLUDED.model, serial_number = EXCLUDED.serial_number,
             charge_box_serial_number = EXCLUDED.charge_box_serial_number, firmware_version = EXCLUDED.firmware_version,
             iccid = EXCLUDED.iccid, imsi = EXCLUDED.imsi, meter_type = EXCLUDED.meter_type,
             meter_serial_number = EXCLUDED.meter_serial_number, last_boot_at = EXCLUDED.last_boot_at,
             last_seen_at = EXCLUDED.last_seen_at
+        """
+
+    /// A Provisioning's input for the charger `chargePoint` (an SQL expression): the configuration
+    /// set for this charger or for all ('*'); the charger's own value for a key wins.
+    static func provisioningInput(chargePoint: String) -> String {
+        """
+        jsonb_build_object(
+                'chargePointId', \(chargePoint),
+                'configuration', coalesce((
+                    SELECT jsonb_agg(jsonb_build_object('key', c.key, 'value', c.value) ORDER BY c.key) FROM (
+                        SELECT DISTINCT ON (key) key, value FROM charger_configuration
+                        WHERE scope IN ('*', \(chargePoint)) ORDER BY key, scope = '*'
+                    ) c
+                ), '[]'::jsonb)
+            )
+        """
+    }
+
+    /// The boot's time in milliseconds, in its Provisioning's execution id.
+    static func millis(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1000).rounded()) }
+
+    static let sql = """
+        WITH booted AS (
+        INSERT INTO charge_points (charge_point_id, vendor, model, serial_number, charge_box_serial_number,
+            firmware_version, iccid, imsi, meter_type, meter_serial_number, last_boot_at, last_seen_at)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)
+        \(onConflict)
         RETURNING registration_status
         ),
         provisioning AS (
             -- An Accepted boot starts a Provisioning in this same commit, with the configuration
             -- set for this charger or for all ('*'); the charger's own value for a key wins.
             INSERT INTO workflow_starts (execution_id, workflow, input, created_at)
-            SELECT 'provision-' || $1 || '-' || $12::bigint,
-                'Provisioning', jsonb_build_object(
-                    'chargePointId', $1,
-                    'configuration', coalesce((
-                        SELECT jsonb_agg(jsonb_build_object('key', c.key, 'value', c.value) ORDER BY c.key) FROM (
-                            SELECT DISTINCT ON (key) key, value FROM charger_configuration
-                            WHERE scope IN ('*', $1) ORDER BY key, scope = '*'
-                        ) c
-                    ), '[]'::jsonb)
-                ), $11
+            SELECT 'provision-' || $1 || '-' || $12::bigint, 'Provisioning', \(provisioningInput(chargePoint: "$1")), $11
             FROM booted b WHERE b.registration_status = 'Accepted' AND $13
             ON CONFLICT (execution_id) DO NOTHING
         )
@@ -492,7 +512,64 @@ struct RecordBootStatement: PostgresPreparedStatement {
         bindings.append(meterType)
         bindings.append(meterSerialNumber)
         bindings.append(bootedAt)
-        bindings.append(Int64((bootedAt.timeIntervalSince1970 * 1000).rounded()))
+        bindings.append(Self.millis(bootedAt))
+        bindings.append(provisionOnBoot)
+        return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
+}
+
+/// BootNotifications of many chargers in one statement and one commit (`PostgresCentralSystemStore.recordBoot`
+/// through `GroupCommit`, while chargers boot faster than one statement at a time keeps up, as in a
+/// boot storm): what `RecordBootStatement` does for one, for each. Each item is its charger's boot
+/// data as a JSON object (absent fields are SQL NULLs through `->>`); its rows give each item's
+/// registration status by position (from 1). Two boots of one charger in a batch make PostgreSQL
+/// refuse it ("cannot affect row a second time"); the batch's items are then written one by one.
+struct RecordBootsStatement: PostgresPreparedStatement {
+    static let sql = """
+        WITH input AS MATERIALIZED (
+            SELECT u.n, u.t::jsonb ->> 'chargePointId' AS cp, u.t::jsonb AS d, u.at, u.millis
+            FROM unnest($1::text[], $2::timestamptz[], $3::bigint[]) WITH ORDINALITY AS u(t, at, millis, n)
+        ),
+        booted AS (
+            INSERT INTO charge_points (charge_point_id, vendor, model, serial_number, charge_box_serial_number,
+                firmware_version, iccid, imsi, meter_type, meter_serial_number, last_boot_at, last_seen_at)
+            SELECT cp, d ->> 'vendor', d ->> 'model', d ->> 'serialNumber', d ->> 'chargeBoxSerialNumber',
+                d ->> 'firmwareVersion', d ->> 'iccid', d ->> 'imsi', d ->> 'meterType', d ->> 'meterSerialNumber', at, at
+            FROM input ORDER BY n
+            \(RecordBootStatement.onConflict)
+            RETURNING charge_point_id, registration_status
+        ),
+        provisioning AS (
+            INSERT INTO workflow_starts (execution_id, workflow, input, created_at)
+            SELECT 'provision-' || i.cp || '-' || i.millis, 'Provisioning', \(RecordBootStatement.provisioningInput(chargePoint: "i.cp")), i.at
+            FROM input i JOIN booted b ON b.charge_point_id = i.cp
+            WHERE b.registration_status = 'Accepted' AND $4
+            ON CONFLICT (execution_id) DO NOTHING
+        )
+        SELECT i.n::bigint, b.registration_status FROM input i JOIN booted b ON b.charge_point_id = i.cp
+        """
+    static let bindingDataTypes: [PostgresDataType] = [.textArray, .timestamptzArray, .int8Array, .bool]
+    typealias Row = (Int, String)
+
+    var items: [String] = [], bootedAt: [Date] = [], millis: [Int64] = []
+    var provisionOnBoot: Bool
+
+    init(_ boots: [BootWrite], provisionOnBoot: Bool) {
+        self.provisionOnBoot = provisionOnBoot
+        for boot in boots {
+            items.append(boot.json)
+            bootedAt.append(boot.bootedAt)
+            millis.append(RecordBootStatement.millis(boot.bootedAt))
+        }
+    }
+
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 4)
+        bindings.append(items)
+        bindings.append(bootedAt)
+        bindings.append(millis)
         bindings.append(provisionOnBoot)
         return bindings
     }

@@ -2,6 +2,7 @@ import Chargepath
 import ChargepathPostgres
 import Foundation
 import OCPP16
+import OCPPCore
 import PostgresNIO
 import Testing
 
@@ -119,6 +120,92 @@ import Testing
                         }
                     }
                     #expect(store.credentialLookups.statistics.batches > 0, "the lookups went in batches")
+                } catch {
+                    await pinned.close()
+                    throw error
+                }
+                await pinned.close()
+            }
+        }
+    }
+
+    /// Boots that come together are written many in one statement: each charger's row holds its
+    /// own data, each boot gets its charger's registration status, and only Accepted boots start a
+    /// Provisioning, with the configuration for that charger (its own value over the one for all).
+    @Test func concurrentBootsAreRecordedEachWithItsStatusAndProvisioning() async throws {
+        let database = try await TestDatabase.shared.freshDatabase()
+        try await TestSlots.withSlot {
+            let client = PostgresClient(configuration: database.clientConfiguration(maximumConnections: 4), backgroundLogger: TestDatabase.logger)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { await client.run() }
+                defer { group.cancelAll() }
+                try await MigrationRunner().run(on: client, logger: TestDatabase.logger)
+                let pinned = try PinnedConnections(endpoint: database, count: 1, options: .init(applicationName: "boot test"), logger: TestDatabase.logger)
+                let store = PostgresCentralSystemStore(client: client, logger: TestDatabase.logger, bootConnections: pinned)
+                let management = PostgresManagementStore(client: client, logger: TestDatabase.logger)
+                do {
+                    let statuses: [RegistrationStatus] = [.accepted, .pending, .rejected]
+                    for i in 0..<90 where i % 3 != 0 {  // a third unknown (Accepted by default), the others set
+                        _ = try await management.putChargePoint(
+                            "BOOT-\(i)", ChargePointRegistration(description: nil, registrationStatus: statuses[i % 3], password: .keep), at: Date()
+                        )
+                    }
+                    try await client.query("""
+                        INSERT INTO charger_configuration (scope, key, value, updated_at) VALUES
+                        ('*', 'HeartbeatInterval', '300', now()), ('*', 'MeterValueSampleInterval', '60', now()),
+                        ('BOOT-3', 'HeartbeatInterval', '120', now())
+                        """, logger: TestDatabase.logger)
+                    // 90 chargers boot at once; then ten of them boot twice in the same moment.
+                    @Sendable func bootAll(_ chargers: [Int]) async throws -> [RegistrationStatus] {
+                        try await withThrowingTaskGroup(of: (Int, RegistrationStatus).self) { booting in
+                            for (k, i) in chargers.enumerated() {
+                                let request = BootNotificationRequest(
+                                    chargePointVendor: "Vendor \(i)", chargePointModel: "Model \"\(i)\"",
+                                    chargePointSerialNumber: i.isMultiple(of: 2) ? "SN-\(i)" : nil, firmwareVersion: i.isMultiple(of: 5) ? "fw/\(i)" : nil
+                                )
+                                booting.addTask { (k, try await store.recordBoot(chargePointID: "BOOT-\(i)", request, at: Date())) }
+                            }
+                            var result = [RegistrationStatus](repeating: .accepted, count: chargers.count)
+                            for try await (k, status) in booting { result[k] = status }
+                            return result
+                        }
+                    }
+                    let first = Array(0..<90), twice = (0..<10).flatMap { [$0 * 9, $0 * 9] }
+                    let firstAnswers = try await bootAll(first)
+                    #expect(store.bootWrites.statistics.batches > 0, "the boots went in batches")
+                    let twiceAnswers = try await bootAll(twice)
+                    let boots = first + twice, answers = firstAnswers + twiceAnswers
+                    for (k, i) in boots.enumerated() {
+                        #expect(answers[k] == (i % 3 == 0 ? .accepted : statuses[i % 3]), "BOOT-\(i)")
+                    }
+
+                    var rows: [String: (String, String, String?, String?)] = [:]
+                    for try await (id, vendor, model, serial, firmware) in try await client.query(
+                        "SELECT charge_point_id, vendor, model, serial_number, firmware_version FROM charge_points WHERE charge_point_id LIKE 'BOOT-%'",
+                        logger: TestDatabase.logger
+                    ).decode((String, String, String, String?, String?).self) {
+                        rows[id] = (vendor, model, serial, firmware)
+                    }
+                    #expect(rows.count == 90)
+                    for i in 0..<90 {
+                        let row = try #require(rows["BOOT-\(i)"])
+                        #expect(row.0 == "Vendor \(i)" && row.1 == "Model \"\(i)\"", "BOOT-\(i)")
+                        #expect(row.2 == (i.isMultiple(of: 2) ? "SN-\(i)" : nil) && row.3 == (i.isMultiple(of: 5) ? "fw/\(i)" : nil), "BOOT-\(i)")
+                    }
+                    // One Provisioning start per Accepted boot (the unknown third), none for Pending or Rejected.
+                    var provisioned: [String: String] = [:]
+                    for try await (cp, configuration) in try await client.query(
+                        "SELECT input->>'chargePointId', (input->'configuration')::text FROM workflow_starts WHERE workflow = 'Provisioning'",
+                        logger: TestDatabase.logger
+                    ).decode((String, String).self) {
+                        provisioned[cp, default: ""] += configuration
+                    }
+                    let accepted = Set(boots.filter { $0 % 3 == 0 }.map { "BOOT-\($0)" })
+                    #expect(Set(provisioned.keys) == accepted)
+                    let own = try JSONValue.parse(try #require(provisioned["BOOT-3"]))
+                    #expect(own == [["key": "HeartbeatInterval", "value": "120"], ["key": "MeterValueSampleInterval", "value": "60"]])
+                    let shared = try JSONValue.parse(try #require(provisioned["BOOT-6"]))
+                    #expect(shared == [["key": "HeartbeatInterval", "value": "300"], ["key": "MeterValueSampleInterval", "value": "60"]])
                 } catch {
                     await pinned.close()
                     throw error
