@@ -27,7 +27,9 @@ public struct ChargepathConfiguration: Sendable {
     public var node: NodeService.Configuration
     /// The workflow worker: poll interval, call lease, how long a call waits for a charger.
     public var workflows: PostgresWorkflowEngine.Configuration
-    /// Connections in this process's PostgreSQL pool.
+    /// Connections in this process's PostgreSQL pool. The batches of the charger path hold six
+    /// more, outside the pool (meter values, workflow probes, status notifications, admission,
+    /// connection rows, boots: `PinnedConnections`), so a node uses up to this plus six.
     public var databasePoolSize: Int
     /// How long to wait between attempts to reach the database at start, at most.
     public var maximumStartupBackoff: Duration
