@@ -98,27 +98,20 @@ public enum ChargepathApp {
         // connection of its own outside the pool (see `PinnedConnections` for why). Each connection
         // runs one prepared statement, planned once: PostgreSQL had chosen custom plans for the
         // probe, 100 µs of planning a call at 1,000 msg/s (pg_stat_statements).
-        let onePlan = [("plan_cache_mode", "force_generic_plan")]
-        let meterValueConnections = try PinnedConnections(
-            endpoint: database, count: 1, options: .init(startupParameters: onePlan, applicationName: "chargepath meter values"), logger: logger
-        )
-        let probeConnections = try PinnedConnections(
-            endpoint: database, count: 1, options: .init(startupParameters: onePlan, applicationName: "chargepath workflow probes"), logger: logger
-        )
-        let statusConnections = try PinnedConnections(
-            endpoint: database, count: 1, options: .init(startupParameters: onePlan, applicationName: "chargepath status notifications"), logger: logger
-        )
-        // Chargers connecting together (a boot storm): their admission lookups and their connection
-        // rows, many in one statement each.
-        let admissionConnections = try PinnedConnections(
-            endpoint: database, count: 1, options: .init(startupParameters: onePlan, applicationName: "chargepath admission"), logger: logger
-        )
-        let connectionConnections = try PinnedConnections(
-            endpoint: database, count: 1, options: .init(startupParameters: onePlan, applicationName: "chargepath connections"), logger: logger
-        )
-        let bootConnections = try PinnedConnections(
-            endpoint: database, count: 1, options: .init(startupParameters: onePlan, applicationName: "chargepath boots"), logger: logger
-        )
+        func pinned(_ name: String) throws -> PinnedConnections {
+            try PinnedConnections(
+                endpoint: database, count: 1,
+                options: .init(startupParameters: [("plan_cache_mode", "force_generic_plan")], applicationName: "chargepath \(name)"), logger: logger
+            )
+        }
+        let meterValueConnections = try pinned("meter values")
+        let probeConnections = try pinned("workflow probes")
+        let statusConnections = try pinned("status notifications")
+        // Chargers connecting together (a boot storm): their admission lookups, connection rows and
+        // boots, many in one statement each.
+        let admissionConnections = try pinned("admission")
+        let connectionConnections = try pinned("connections")
+        let bootConnections = try pinned("boots")
         let repository = PostgresConnectionRepository(client: client, logger: logger, openConnections: connectionConnections)
         let store = PostgresCentralSystemStore(
             client: client, logger: logger, provisionOnBoot: configuration.provisionOnBoot,
