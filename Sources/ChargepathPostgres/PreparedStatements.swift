@@ -529,8 +529,12 @@ struct RecordBootStatement: PostgresPreparedStatement {
 struct RecordBootsStatement: PostgresPreparedStatement {
     static let sql = """
         WITH input AS MATERIALIZED (
-            SELECT u.n, u.t::jsonb ->> 'chargePointId' AS cp, u.t::jsonb AS d, u.at, u.millis
-            FROM unnest($1::text[], $2::timestamptz[], $3::bigint[]) WITH ORDINALITY AS u(t, at, millis, n)
+            SELECT p.n, p.d ->> 'chargePointId' AS cp, p.d, p.at, p.millis
+            FROM (
+                SELECT u.t::jsonb AS d, u.at, u.millis, u.n
+                FROM unnest($1::text[], $2::timestamptz[], $3::bigint[]) WITH ORDINALITY AS u(t, at, millis, n)
+                OFFSET 0  -- not pulled up: each item's JSON is parsed once, not once per reference
+            ) p
         ),
         booted AS (
             INSERT INTO charge_points (charge_point_id, vendor, model, serial_number, charge_box_serial_number,
