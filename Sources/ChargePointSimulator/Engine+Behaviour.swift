@@ -320,11 +320,16 @@ extension ChargePointEngine {
         case .sessions(let duration, let pause):
             let busy = connectors.dropFirst().contains { $0.session != nil }
             guard !busy else { return false }
-            if scenarioNextAt == nil { scenarioNextAt = now + pause * Double.random(in: 0...1) }
-            guard let next = scenarioNextAt, now >= next else { return false }
-            scenarioNextAt = now + duration + pause
+            var length = duration
+            if scenarioNextAt == nil {
+                let first = SessionCycle(duration: duration, pause: pause).firstSession(atPhase: Double.random(in: 0..<1))
+                length = first.length
+                if first.startsIn > .zero { scenarioNextAt = now + first.startsIn }
+            }
+            if let next = scenarioNextAt, now < next { return false }
+            scenarioNextAt = now + length + pause
             let tag = String(("TAG-" + config.identity).prefix(20))
-            work.append(.startSession(connector: 1, idTag: tag, authorize: true, stopAfter: duration))
+            work.append(.startSession(connector: 1, idTag: tag, authorize: true, stopAfter: length))
             return true
         }
     }
