@@ -11,6 +11,47 @@ public enum CentralSystemCallBehaviour: String, Sendable, Equatable, CaseIterabl
     case reject
     /// Never answer (the central system's call times out).
     case ignore
+
+    /// The OCPP 1.6 actions a central system sends (and DataTransfer, which either side sends):
+    /// those a behaviour can be set for.
+    public static var centralSystemActions: [String] {
+        OCPP16Action.allCases.filter { $0.direction != .chargePointToCentralSystem }.map(\.rawValue).sorted()
+    }
+
+    /// A behaviour by name (`answer`, `reject`, `ignore`), as `option` (for the error) gave it.
+    public static func parse(_ text: String, option: String) throws(SimulatorError) -> CentralSystemCallBehaviour {
+        guard let behaviour = CentralSystemCallBehaviour(rawValue: text.lowercased()) else {
+            throw SimulatorError(
+                .invalidConfiguration,
+                "\(option) '\(text)': the behaviour must be one of \(allCases.map(\.rawValue).joined(separator: ", "))"
+            )
+        }
+        return behaviour
+    }
+
+    /// Per-action behaviours from `Action=behaviour` texts. The action must be one the central
+    /// system sends (`centralSystemActions`), named once.
+    public static func parseOverrides(_ texts: [String], option: String) throws(SimulatorError) -> [String: CentralSystemCallBehaviour] {
+        var overrides: [String: CentralSystemCallBehaviour] = [:]
+        for text in texts {
+            let parts = text.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+            guard parts.count == 2, !parts[0].isEmpty else {
+                throw SimulatorError(.invalidConfiguration, "\(option) '\(text)': write it as <Action>=<answer|reject|ignore>")
+            }
+            let action = parts[0]
+            guard centralSystemActions.contains(action) else {
+                throw SimulatorError(
+                    .invalidConfiguration,
+                    "\(option) '\(text)': '\(action)' is not an action the central system sends; use one of: \(centralSystemActions.joined(separator: ", "))"
+                )
+            }
+            guard overrides[action] == nil else {
+                throw SimulatorError(.invalidConfiguration, "\(option): \(action) is given twice")
+            }
+            overrides[action] = try parse(parts[1], option: option)
+        }
+        return overrides
+    }
 }
 
 /// An answer a test hook chooses for one central-system CALL.

@@ -45,6 +45,11 @@ public struct FleetConfiguration: Sendable {
     public var reconnectInitialBackoff: Duration = .seconds(1)
     public var reconnectMaxBackoff: Duration = .seconds(30)
     public var validateMessages: Bool = false
+    /// How every charger reacts to the central system's CALLs: `.answer` like a real charger, or
+    /// `.reject`/`.ignore` for fault tests; `centralSystemCallsByAction` overrides it per action
+    /// (e.g. only RemoteStartTransaction rejected). Keys are central-system actions (`validate`).
+    public var centralSystemCalls: CentralSystemCallBehaviour = .answer
+    public var centralSystemCallsByAction: [String: CentralSystemCallBehaviour] = [:]
 
     public init(url: String, chargers: Int) {
         self.url = url
@@ -83,6 +88,12 @@ public struct Fleet: Sendable {
         _ = try WebSocketEndpoint.parse(base: c.url, identity: c.identity(at: 0))
         for a in c.sourceAddresses where !SourceAddresses.isIPAddress(a) {
             throw SimulatorError(.invalidConfiguration, "invalid source address '\(a)'")
+        }
+        for action in c.centralSystemCallsByAction.keys.sorted() where !CentralSystemCallBehaviour.centralSystemActions.contains(action) {
+            throw SimulatorError(
+                .invalidConfiguration,
+                "'\(action)' is not an action the central system sends; use one of: \(CentralSystemCallBehaviour.centralSystemActions.joined(separator: ", "))"
+            )
         }
     }
 
@@ -139,6 +150,8 @@ public struct Fleet: Sendable {
                 cp.reconnectInitialBackoff = c.reconnectInitialBackoff
                 cp.reconnectMaxBackoff = c.reconnectMaxBackoff
                 cp.validateMessages = c.validateMessages
+                cp.centralSystemCalls = c.centralSystemCalls
+                cp.centralSystemCallsByAction = c.centralSystemCallsByAction
                 cp.inboundBufferSize = 0
                 cp.failFast = i == 0
                 cp.serialNumber = String(cp.identity.suffix(25))

@@ -45,6 +45,13 @@ struct Simulate: AsyncParsableCommand {
     var callTimeout: Double = 30
     @Option(help: "Milliseconds: chargers' timers fire on a grid of this step, so chargers due together wake their thread once (0: each timer at its own instant).")
     var timerGranularityMs: Double = 2
+    @Option(help: "How the chargers react to the central system's CALLs: answer (like a real charger), reject (the action's negative status, or a CALLERROR where it has none) or ignore (never answer; the call times out).")
+    var centralSystemCalls: String = CentralSystemCallBehaviour.answer.rawValue
+    @Option(help: ArgumentHelp(
+        "Per action, overrides --central-system-calls; repeatable (e.g. RemoteStartTransaction=reject).",
+        valueName: "action=answer|reject|ignore"
+    ))
+    var centralSystemCall: [String] = []
     @Flag(help: "Offer no WebSocket subprotocol (default: ocpp1.6).")
     var noSubprotocol = false
     @Flag(name: .customLong("validate"), help: "Validate every payload against the OCPP 1.6 JSON schemas.")
@@ -71,6 +78,12 @@ struct Simulate: AsyncParsableCommand {
         guard timerGranularityMs >= 0, timerGranularityMs <= 1000 else {
             throw ValidationError("--timer-granularity-ms must be between 0 and 1000")
         }
+        do {
+            _ = try CentralSystemCallBehaviour.parse(centralSystemCalls, option: "--central-system-calls")
+            _ = try CentralSystemCallBehaviour.parseOverrides(centralSystemCall, option: "--central-system-call")
+        } catch {
+            throw ValidationError(error.message)
+        }
     }
 
     func run() async throws {
@@ -96,6 +109,8 @@ struct Simulate: AsyncParsableCommand {
         configuration.timerGranularity = .milliseconds(timerGranularityMs)
         configuration.validateMessages = validateMessages
         do {
+            configuration.centralSystemCalls = try CentralSystemCallBehaviour.parse(centralSystemCalls, option: "--central-system-calls")
+            configuration.centralSystemCallsByAction = try CentralSystemCallBehaviour.parseOverrides(centralSystemCall, option: "--central-system-call")
             if let sourceAddresses {
                 configuration.sourceAddresses = try SourceAddresses.parse(sourceAddresses)
             }

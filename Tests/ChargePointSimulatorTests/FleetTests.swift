@@ -1,6 +1,7 @@
 @testable import ChargePointSimulator
 import Foundation
 import OCPP16
+import OCPPCore
 import Synchronization
 import Testing
 
@@ -126,6 +127,66 @@ struct FleetTests {
             let actions = Set(server.received("CP-1").map(\.action))
             #expect(actions.isSuperset(of: ["Heartbeat", "StatusNotification", "Authorize", "MeterValues"]))
         }
+    }
+
+    @Test func fleetRejectsOrIgnoresCentralSystemCallsAsConfigured() async throws {
+        try await TestCentralSystem.with { server in
+            var config = FleetConfiguration(url: server.baseURL, chargers: 2)
+            config.scenario = .heartbeat
+            config.rampUpPerSecond = 0
+            config.ratePerSecond = 2
+            config.duration = .seconds(60)
+            config.centralSystemCalls = .reject
+            config.centralSystemCallsByAction = ["TriggerMessage": .answer, "Reset": .ignore]
+            let fleet = Task { try await Fleet(configuration: config).run() }
+            defer { fleet.cancel() }
+            for i in 0..<2 {
+                let id = config.identity(at: i)
+                try await server.waitFor(id, timeout: .seconds(30), "\(id)'s boot") { $0.contains { $0.action == "BootNotification" } }
+                // Rejected with the action's negative status, and not acted on (no session starts).
+                #expect(try await server.call(id, RemoteStartTransactionRequest(connectorId: 1, idTag: "TAG")).status == .rejected)
+                #expect(try await server.call(id, UnlockConnectorRequest(connectorId: 1)).status == .unlockFailed)
+                // An action without a status field: a CALLERROR.
+                let version = try await server.call(id, action: "GetLocalListVersion", payload: .emptyObject)
+                #expect(version.errorCode == .genericError)
+                // The override answers like a real charger: it sends what was asked.
+                let before = server.received(id).count
+                #expect(try await server.call(id, TriggerMessageRequest(requestedMessage: .bootNotification)).status == .accepted)
+                try await server.waitFor(id, timeout: .seconds(30), "the triggered BootNotification") {
+                    $0.dropFirst(before).contains { $0.action == "BootNotification" }
+                }
+                // Ignored: no answer at all.
+                await #expect(throws: TestFailure.self) {
+                    _ = try await server.call(id, action: "Reset", payload: ["type": "Soft"], timeout: .seconds(1))
+                }
+                #expect(!server.received(id).contains { $0.action == "StartTransaction" })
+            }
+        }
+    }
+
+    @Test func centralSystemCallBehavioursParseOrSayWhatIsWrong() throws {
+        #expect(try CentralSystemCallBehaviour.parse("Reject", option: "--x") == .reject)
+        #expect(try CentralSystemCallBehaviour.parseOverrides(["Reset=ignore", "RemoteStartTransaction=reject"], option: "--x")
+            == ["Reset": .ignore, "RemoteStartTransaction": .reject])
+        #expect(CentralSystemCallBehaviour.centralSystemActions.contains("DataTransfer"))
+        #expect(!CentralSystemCallBehaviour.centralSystemActions.contains("Heartbeat"))
+        let cases: [([String], String)] = [
+            (["Reset"], "write it as <Action>=<answer|reject|ignore>"),
+            (["=reject"], "write it as"),
+            (["Heartbeat=reject"], "'Heartbeat' is not an action the central system sends"),
+            (["Reset=maybe"], "the behaviour must be one of answer, reject, ignore"),
+            (["Reset=ignore", "Reset=answer"], "Reset is given twice"),
+        ]
+        for (texts, message) in cases {
+            #expect {
+                _ = try CentralSystemCallBehaviour.parseOverrides(texts, option: "--central-system-call")
+            } throws: { error in
+                (error as? SimulatorError).map { $0.code == .invalidConfiguration && $0.message.contains(message) } ?? false
+            }
+        }
+        var bad = FleetConfiguration(url: "ws://x/y", chargers: 1)
+        bad.centralSystemCallsByAction = ["BootNotification": .reject]
+        #expect(throws: SimulatorError.self) { try Fleet(configuration: bad).validate() }
     }
 
     @Test func unreachableFleetFailsFast() async throws {

@@ -155,9 +155,19 @@ final class TestCentralSystem: Sendable {
         guard let writer else { throw TestFailure("\(identity) is not connected") }
         return try await withThrowingTaskGroup(of: OCPPFrame.self) { group in
             group.addTask {
-                try await withCheckedThrowingContinuation { c in
-                    self.state.withLock { $0.pending[id] = c }
-                    Task { try? await writer.write(.text(OCPPFrame.call(id: id, action: action, payload: payload).encode())) }
+                // Cancelled (the time limit passed: an ignored call), the wait ends at once.
+                try await withTaskCancellationHandler {
+                    try await withCheckedThrowingContinuation { c in
+                        let cancelled = self.state.withLock { s -> Bool in
+                            if Task.isCancelled { return true }
+                            s.pending[id] = c
+                            return false
+                        }
+                        if cancelled { return c.resume(throwing: CancellationError()) }
+                        Task { try? await writer.write(.text(OCPPFrame.call(id: id, action: action, payload: payload).encode())) }
+                    }
+                } onCancel: {
+                    self.state.withLock { $0.pending.removeValue(forKey: id) }?.resume(throwing: CancellationError())
                 }
             }
             group.addTask {
