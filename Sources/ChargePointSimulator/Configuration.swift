@@ -18,6 +18,16 @@ public enum CentralSystemCallBehaviour: String, Sendable, Equatable, CaseIterabl
         OCPP16Action.allCases.filter { $0.direction != .chargePointToCentralSystem }.map(\.rawValue).sorted()
     }
 
+    /// Throws unless `action` is one the central system sends; `context` says where it was given.
+    static func checkAction(_ action: String, in context: String) throws(SimulatorError) {
+        guard centralSystemActions.contains(action) else {
+            throw SimulatorError(
+                .invalidConfiguration,
+                "\(context): '\(action)' is not an action the central system sends; use one of: \(centralSystemActions.joined(separator: ", "))"
+            )
+        }
+    }
+
     /// A behaviour by name (`answer`, `reject`, `ignore`), as `option` (for the error) gave it.
     public static func parse(_ text: String, option: String) throws(SimulatorError) -> CentralSystemCallBehaviour {
         guard let behaviour = CentralSystemCallBehaviour(rawValue: text.lowercased()) else {
@@ -39,12 +49,7 @@ public enum CentralSystemCallBehaviour: String, Sendable, Equatable, CaseIterabl
                 throw SimulatorError(.invalidConfiguration, "\(option) '\(text)': write it as <Action>=<answer|reject|ignore>")
             }
             let action = parts[0]
-            guard centralSystemActions.contains(action) else {
-                throw SimulatorError(
-                    .invalidConfiguration,
-                    "\(option) '\(text)': '\(action)' is not an action the central system sends; use one of: \(centralSystemActions.joined(separator: ", "))"
-                )
-            }
+            try checkAction(action, in: "\(option) '\(text)'")
             guard overrides[action] == nil else {
                 throw SimulatorError(.invalidConfiguration, "\(option): \(action) is given twice")
             }
