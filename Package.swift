@@ -46,11 +46,13 @@ let package = Package(
             dependencies: [.product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: swiftSettings
         ),
+        // The open-file limit (each socket is one file): raised by the server and the simulator.
+        .target(name: "ProcessLimits", swiftSettings: swiftSettings),
         // A charger as a charger sees it (never imports Chargepath*).
         .target(
             name: "ChargePointSimulator",
             dependencies: [
-                "OCPPCore", "OCPP16", "EventLoopExecutor",
+                "OCPPCore", "OCPP16", "EventLoopExecutor", "ProcessLimits",
                 // WSClient cannot bind a local address nor report a refused upgrade's status and body,
                 // so the client is built on NIOWebSocket's client upgrader directly.
                 .product(name: "Logging", package: "swift-log"),
@@ -112,7 +114,7 @@ let package = Package(
         .target(
             name: "ChargepathApp",
             dependencies: [
-                "Chargepath", "ChargepathPostgres", "ChargepathServer", "ChargepathWorkflows",
+                "Chargepath", "ChargepathPostgres", "ChargepathServer", "ChargepathWorkflows", "ProcessLimits",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -149,7 +151,7 @@ let package = Package(
         .testTarget(
             name: "ChargePointSimulatorTests",
             dependencies: [
-                "ChargePointSimulator", "OCPPCore", "OCPP16",
+                "ChargePointSimulator", "OCPPCore", "OCPP16", "ProcessLimits",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
                 .product(name: "Logging", package: "swift-log"),
@@ -161,7 +163,7 @@ let package = Package(
             name: "ChargepathAppTests",
             dependencies: [
                 "ChargepathApp", "ChargepathPostgres", "ChargepathServer", "Chargepath", "ChargepathWorkflows", "OCPPCore", "ChargePointSimulator",
-                "EventLoopExecutor",
+                "EventLoopExecutor", "ProcessLimits",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "WSClient", package: "swift-websocket"),
                 .product(name: "Hummingbird", package: "hummingbird"),

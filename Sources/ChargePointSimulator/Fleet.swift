@@ -1,5 +1,6 @@
 public import Foundation
 public import Logging
+import ProcessLimits
 
 /// What every charger of a fleet does.
 public enum FleetScenario: String, Sendable, CaseIterable, Codable {
@@ -92,6 +93,50 @@ public struct Fleet: Sendable {
         for action in c.centralSystemCallsByAction.keys.sorted() {
             try CentralSystemCallBehaviour.checkAction(action, in: "centralSystemCallsByAction")
         }
+        if let limit = OpenFileLimit.current() { _ = try Self.softLimitNeeded(chargers: c.chargers, limit: limit) }
+    }
+
+    /// Open files the process keeps besides the chargers' sockets (standard streams, event loops'
+    /// epoll and wake-up descriptors, a charger's old socket closing while it reconnects).
+    static let filesBesideSockets = 64
+
+    /// The soft open-file limit a fleet of `chargers` needs (one socket each), or nil when `limit`
+    /// is enough already; throws, saying what to do, when even the hard limit is too low.
+    static func softLimitNeeded(chargers: Int, limit: OpenFileLimit) throws(SimulatorError) -> Int? {
+        let needed = chargers + filesBesideSockets
+        switch limit.plan(needed: needed) {
+        case .enough:
+            return nil
+        case .raise(let target):
+            return target
+        case .tooFew(let available):
+            let perProcess = max(1, available - filesBesideSockets)
+            throw SimulatorError(.invalidConfiguration, """
+                --chargers \(chargers) needs about \(needed) open files (one socket per charger), but this process \
+                may open at most \(available) (its hard limit, see `ulimit -Hn`). Run several simulators side by side, \
+                each with its own --id-prefix and at most --chargers \(perProcess), or raise the hard limit \
+                (LimitNOFILE= under systemd; `ulimit -Hn` as root).
+                """)
+        }
+    }
+
+    /// Raises the soft open-file limit for the fleet's sockets when it must (a process may, up to its
+    /// hard limit): with the usual soft limit of 1,024, a fleet of 2,000 would otherwise fail half its
+    /// connections with "Too many open files".
+    private func makeRoomForSockets() throws(SimulatorError) {
+        guard let limit = OpenFileLimit.current(), let target = try Self.softLimitNeeded(chargers: configuration.chargers, limit: limit) else {
+            return
+        }
+        let after = OpenFileLimit.raiseSoftLimit(to: target)
+        guard let after, after.soft >= target else {
+            throw SimulatorError(.invalidConfiguration, """
+                --chargers \(configuration.chargers) needs about \(target) open files, and the limit of \(limit.soft) \
+                could not be raised (hard limit \(limit.hard)). Raise it before the run (`ulimit -n \(target)`).
+                """)
+        }
+        logger.info("Raised the open-file limit for the fleet's sockets", metadata: [
+            "limit.before": "\(limit.soft)", "limit.after": "\(after.soft)", "limit.hard": "\(after.hard)",
+        ])
     }
 
     /// Runs the scenario for `duration` (boot-storm: until all are Accepted) and returns the summary.
@@ -102,6 +147,7 @@ public struct Fleet: Sendable {
         status: (@Sendable (String) -> Void)? = nil
     ) async throws -> FleetReport {
         try validate()
+        try makeRoomForSockets()
         let c = configuration
         let start = ContinuousClock.now
         let end = start + c.duration

@@ -10,6 +10,7 @@ import NIOCore
 import PostgresNIO
 import UnixSignals
 public import ServiceLifecycle
+import ProcessLimits
 
 /// The composition root: configuration in, one set of services out.
 public enum ChargepathApp {
@@ -23,13 +24,19 @@ public enum ChargepathApp {
     /// Runs `chargepath serve` until SIGINT or SIGTERM: starts the embedded PostgreSQL when no
     /// database is configured, runs every service, and stops the cluster on the way out.
     public static func serve(configuration: ChargepathConfiguration, logger: Logger) async throws {
+        let files = raiseOpenFileLimit(logger: logger)
+        let configuration = {
+            var bounded = configuration
+            bounded.gateway.maximumConnections = connectionBound(configured: configuration.gateway.maximumConnections, files: files, logger: logger)
+            return bounded
+        }()
         let (database, embedded) = try await resolveDatabase(configuration: configuration, logger: logger)
         do {
             let token = try APIToken.resolve(configured: configuration.apiToken, dataDirectory: configuration.dataDirectory)
             let services = try makeServices(
                 configuration: configuration, database: database, apiToken: token.value, logger: logger
             ) { running in
-                printBanner(configuration: configuration, running: running, database: database, embedded: embedded != nil, token: token)
+                printBanner(configuration: configuration, running: running, database: database, embedded: embedded != nil, token: token, files: files)
             }
             // The embedded cluster's data files go to disk in small steps, not in 30 s bursts (WritebackPacer).
             let pacer: [any Service] = embedded.map { [WritebackPacer(directory: $0.dataFilesDirectory, logger: logger)] } ?? []
@@ -259,7 +266,9 @@ public enum ChargepathApp {
         }
     }
 
-    static func printBanner(configuration: ChargepathConfiguration, running: Running, database: DatabaseEndpoint, embedded: Bool, token: APIToken) {
+    static func printBanner(
+        configuration: ChargepathConfiguration, running: Running, database: DatabaseEndpoint, embedded: Bool, token: APIToken, files: OpenFileLimit?
+    ) {
         let ocppHost = configuration.ocppHost == "0.0.0.0" ? "localhost" : configuration.ocppHost
         var lines = [
             "Chargepath is running (node \(running.nodeID)).",
@@ -276,8 +285,74 @@ public enum ChargepathApp {
         case .stored(let file):
             lines.append("  API token:            kept in \(file.path)")
         }
+        if let files {
+            lines.append("  Connections:          up to \(configuration.gateway.maximumConnections ?? chargerCapacity(files)) chargers (open-file limit \(files.soft))")
+        }
         // Straight to stdout, unbuffered: the banner must show even when stdout is a pipe.
         FileHandle.standardOutput.write(Data((lines.joined(separator: "\n") + "\n").utf8))
+    }
+}
+
+extension ChargepathApp {
+    /// Open files a node keeps besides its chargers' sockets: the database pools, operator API
+    /// connections, the standard streams and the event loops' own descriptors.
+    static let filesBesideChargers = 256
+
+    /// Below this many chargers the log says how to raise the limit.
+    static let fewChargers = 4_000
+
+    /// About how many chargers a node holds with `limit` (each connection is one open file).
+    static func chargerCapacity(_ limit: OpenFileLimit) -> Int {
+        max(0, min(limit.soft, Int.max - 1) - filesBesideChargers)
+    }
+
+    /// The bound on the charger port's sockets: as configured (`--max-connections`) or what the
+    /// open-file limit allows, never more than it allows (a process out of files is stopped by
+    /// libdispatch, see `ConnectionSlots`).
+    static func connectionBound(configured: Int?, files: OpenFileLimit?, logger: Logger) -> Int? {
+        guard let files else { return configured }
+        let capacity = max(1, chargerCapacity(files))
+        guard let configured else { return capacity }
+        if configured > capacity {
+            logger.warning(
+                "--max-connections is more than the open-file limit allows; holding \(capacity) chargers at most",
+                metadata: ["connections.asked": "\(configured)", "connections.max": "\(capacity)", "limit": "\(files.soft)"]
+            )
+            return capacity
+        }
+        return configured
+    }
+
+    /// Each charger's connection is an open file, and many systems start a process with a soft
+    /// limit of 1,024 (systemd's default; the hard limit is far higher). Left there, a node stops
+    /// accepting chargers at about a thousand, with nothing in its log but NIO's accept errors. The
+    /// soft limit goes up to the hard one (as far as Linux allows), and a limit that still holds few
+    /// chargers is logged with what to do. Returns the limit in force, nil where it cannot be read.
+    @discardableResult
+    static func raiseOpenFileLimit(
+        logger: Logger,
+        current: () -> OpenFileLimit? = { OpenFileLimit.current() },
+        raise: () -> OpenFileLimit? = { OpenFileLimit.raiseSoftLimit() }
+    ) -> OpenFileLimit? {
+        guard let before = current() else { return nil }
+        let after = raise() ?? before
+        var metadata: Logger.Metadata = [
+            "limit": "\(after.soft)", "limit.hard": "\(after.hard == .max ? "unlimited" : String(after.hard))",
+            "chargers.max": "\(chargerCapacity(after))",
+        ]
+        if after.soft != before.soft { metadata["limit.before"] = "\(before.soft)" }
+        logger.info("Open-file limit: one file per charger connection", metadata: metadata)
+        if chargerCapacity(after) < fewChargers {
+            logger.warning(
+                """
+                This node can hold only about \(chargerCapacity(after)) chargers: each connection is an open file, and \
+                this process may open at most \(after.hard == .max ? after.soft : after.hard). Raise the hard limit to hold more \
+                (LimitNOFILE= under systemd, --ulimit nofile= for a container, `ulimit -Hn` as root).
+                """,
+                metadata: metadata
+            )
+        }
+        return after
     }
 }
 

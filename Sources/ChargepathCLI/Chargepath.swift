@@ -76,6 +76,8 @@ struct Serve: AsyncParsableCommand {
     var noProvisioning = false
     @Option(help: "Seconds a charging session waits for a StopTransaction after its connector went Available, before it closes the transaction as interrupted.")
     var interruptGrace: Int = 60
+    @Option(help: "The most charger connections this node holds at once; past it a charger is answered 503 and connects again later. Default: what the open-file limit allows (raised to the hard limit at start), less 256 files for the database and the operator API.")
+    var maxConnections: Int?
 
     func run() async throws {
         LoggingSystem.bootstrap { label in
@@ -121,6 +123,8 @@ struct Serve: AsyncParsableCommand {
         if requireSubprotocol {
             configuration.gateway.handshake.versionWhenNoneOffered = nil
         }
+        guard maxConnections ?? 1 > 0 else { throw ValidationError("--max-connections must be at least 1.") }
+        configuration.gateway.maximumConnections = maxConnections
         try await ChargepathApp.serve(configuration: configuration, logger: logger)
     }
 }

@@ -8,12 +8,14 @@ import NIOCore
 public enum ChargerGateway {
     /// The child channel for the charger listener.
     public static func server(configuration: GatewayConfiguration, admission: ChargerAdmission?, sessions: ChargerSessions) -> HTTPServerBuilder {
-        HTTPServerBuilder { responder in
+        let slots = configuration.maximumConnections.map { ConnectionSlots(maximum: $0) }
+        return HTTPServerBuilder { responder in
             ChargerGatewayChannel(
                 responder: responder,
                 handshake: ChargerHandshake(configuration: configuration.handshake),
                 admission: admission,
                 configuration: configuration,
+                slots: slots,
                 session: { upgrade, socket, logger in
                     await sessions.serve(upgrade: upgrade, socket: socket, logger: logger)
                 }

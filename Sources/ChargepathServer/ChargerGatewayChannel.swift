@@ -44,10 +44,27 @@ struct ChargerGatewayChannel: ServerChildChannel, HTTPChannelHandler {
     let handshake: ChargerHandshake
     let admission: ChargerAdmission?
     let configuration: GatewayConfiguration
+    /// The bound on open sockets (`GatewayConfiguration.maximumConnections`), shared by the port's connections.
+    let slots: ConnectionSlots?
     let session: SessionHandler
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
-        channel.eventLoop.makeCompletedFuture {
+        if let slots {
+            guard slots.take() else {
+                if let refused = slots.refused() {
+                    logger.warning(
+                        "Refusing chargers (503): the charger port holds its most connections. Raise the open-file limit or add a node.",
+                        metadata: ["connections.max": "\(slots.maximum)", "refused": "\(refused)"]
+                    )
+                }
+                return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(OverCapacityHandler())
+                    return Value(upgradeResult: channel.eventLoop.makeFailedFuture(ConnectionLimitReached()), channel: channel)
+                }
+            }
+            channel.closeFuture.whenComplete { _ in slots.release() }
+        }
+        return channel.eventLoop.makeCompletedFuture {
             // Each socket keeps its receive buffer between reads: start it at 512 bytes (an OCPP
             // message is a few hundred) rather than NIO's 2,048; it grows for larger reads.
             try channel.syncOptions?.setOption(
@@ -170,6 +187,8 @@ struct ChargerGatewayChannel: ServerChildChannel, HTTPChannelHandler {
             }
         } catch let error as ChannelError where error == .inputClosed {
             logger.trace("Charger connection closed during the upgrade")
+        } catch is ConnectionLimitReached {
+            // Answered 503 and closed in its pipeline (OverCapacityHandler).
         } catch {
             logger.debug("Charger connection ended with an error", metadata: ["error": "\(error)"])
         }
@@ -214,6 +233,10 @@ public struct GatewayConfiguration: Sendable {
     /// charger sends it right after connecting; its admission (the database's answer) is not timed.
     public var handshakeTimeout: Duration
     public var handshake: ChargerHandshake.Configuration
+    /// The most sockets open on the charger port at once, upgraded or not: past it a new
+    /// connection is answered 503 (Retry-After) and closed (`ConnectionSlots`). nil: no bound of
+    /// its own; `chargepath serve` sets it from the open-file limit, so that a node never runs out.
+    public var maximumConnections: Int?
 
     public init(
         maxMessageSize: Int = 65_536,
@@ -221,7 +244,8 @@ public struct GatewayConfiguration: Sendable {
         closeTimeout: Duration = .seconds(10),
         maximumConnectionDuration: Duration = .seconds(24 * 3600),
         handshakeTimeout: Duration = .seconds(10),
-        handshake: ChargerHandshake.Configuration = .init()
+        handshake: ChargerHandshake.Configuration = .init(),
+        maximumConnections: Int? = nil
     ) {
         self.maxMessageSize = maxMessageSize
         self.pingInterval = pingInterval
@@ -229,5 +253,6 @@ public struct GatewayConfiguration: Sendable {
         self.maximumConnectionDuration = maximumConnectionDuration
         self.handshakeTimeout = handshakeTimeout
         self.handshake = handshake
+        self.maximumConnections = maximumConnections
     }
 }

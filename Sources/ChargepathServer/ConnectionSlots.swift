@@ -1,0 +1,88 @@
+import Logging
+import NIOCore
+import Synchronization
+
+/// The charger port's bound on open sockets, upgraded or not.
+///
+/// Every socket is an open file, and a Swift process on Linux must never run out of them:
+/// libdispatch's worker-pool monitor reads `/proc/<tid>/stat` for each of its threads, and when
+/// that `open` fails it stops the process ("workq: registered worker exited prematurely"). A node
+/// at its open-file limit, with more chargers knocking (a reconnect storm after an outage, a fleet
+/// larger than the node), crashed so within seconds (seen with a limit of 600 and 2,000 chargers).
+/// With this bound a connection past it is answered 503 at once and closed, and the files the
+/// process needs besides its chargers (database connections, the operator API, libdispatch's
+/// reads) stay free.
+package final class ConnectionSlots: Sendable {
+    package let maximum: Int
+    private let open = Atomic<Int>(0)
+    /// Refusals since the last warning, and when that was (one warning per `warningInterval`).
+    private let refusals = Mutex<(count: Int, lastWarning: ContinuousClock.Instant?)>((0, nil))
+    private let warningInterval: Duration
+
+    package init(maximum: Int, warningInterval: Duration = .seconds(10)) {
+        precondition(maximum >= 0)
+        self.maximum = maximum
+        self.warningInterval = warningInterval
+    }
+
+    /// Sockets open now.
+    package var count: Int { open.load(ordering: .relaxed) }
+
+    /// Takes a slot for a new socket; false when all are taken.
+    package func take() -> Bool {
+        if open.wrappingAdd(1, ordering: .relaxed).newValue <= maximum { return true }
+        open.wrappingSubtract(1, ordering: .relaxed)
+        return false
+    }
+
+    package func release() {
+        open.wrappingSubtract(1, ordering: .relaxed)
+    }
+
+    /// Counts a refused connection; returns how many were refused since the last warning when it
+    /// is time for the next one.
+    package func refused(now: ContinuousClock.Instant = .now) -> Int? {
+        refusals.withLock { state in
+            state.count += 1
+            if let last = state.lastWarning, now < last + warningInterval { return nil }
+            defer { state = (0, now) }
+            return state.count
+        }
+    }
+
+    /// The answer a connection past the bound gets before it is closed.
+    static let overCapacityResponse: String = {
+        let body = """
+            This Chargepath node holds the most charger connections it can (its open-file limit). \
+            Connect again later, or to another node.
+
+            """
+        return "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 60\r\nConnection: close\r\n"
+            + "Content-Type: text/plain; charset=utf-8\r\nContent-Length: \(body.utf8.count)\r\n\r\n" + body
+    }()
+}
+
+/// Writes the 503 and closes, as soon as a socket past the bound is active (nothing is read).
+final class OverCapacityHandler: ChannelInboundHandler, Sendable {
+    typealias InboundIn = ByteBuffer
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { refuse(context: context) }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        refuse(context: context)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {}
+
+    private func refuse(context: ChannelHandlerContext) {
+        let response = context.channel.allocator.buffer(string: ConnectionSlots.overCapacityResponse)
+        // The write goes out in this call (a new socket is writable); the close follows it.
+        context.writeAndFlush(NIOAny(response), promise: nil)
+        context.close(promise: nil)
+    }
+}
+
+/// The upgrade result of a socket past the bound (it is closed; nothing to handle).
+struct ConnectionLimitReached: Error {}

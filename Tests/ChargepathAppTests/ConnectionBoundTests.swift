@@ -1,0 +1,68 @@
+import ChargepathApp
+import ChargepathServer
+import Foundation
+import NIOCore
+import Testing
+
+/// A node never runs out of open files: past `GatewayConfiguration.maximumConnections` a new
+/// connection is answered 503 and closed, and the chargers already connected are not disturbed.
+/// Without the bound, a node at its open-file limit with more chargers knocking was stopped by
+/// libdispatch within seconds (`ConnectionSlots`).
+@Suite(.timeLimit(.minutes(2))) struct ConnectionBoundTests {
+    @Test func pastItsBoundTheChargerPortAnswers503AndKeepsItsChargers() async throws {
+        try await TestServer.with(configure: { $0.gateway.maximumConnections = 2 }) { server in
+            try await TestCharger.with(url: server.ocppURL + "/ocpp/CP-BOUND-1") { first in
+                try await TestCharger.with(url: server.ocppURL + "/ocpp/CP-BOUND-2") { second in
+                    // The third socket is answered at once (it need not send anything) and closed.
+                    let refused = try TestHTTPResponse(parsing: try await Self.readUntilClosed(port: server.running.ocppPort))
+                    #expect(refused.status == 503)
+                    #expect(refused.headers["retry-after"] == "60")
+                    #expect(refused.body.contains("holds the most charger connections it can"))
+                    // The two in service still are.
+                    for (charger, id) in [(first, "a"), (second, "b")] {
+                        try await charger.send(#"[2,"\#(id)","BootNotification",{"chargePointVendor":"V","chargePointModel":"M"}]"#)
+                        let answer = try await charger.next()
+                        #expect(answer.hasPrefix(#"[3,"\#(id)",{"#) && answer.contains(#""status":"Accepted""#))
+                    }
+                }
+            }
+            // Their sockets closed, their slots are free again (the server sees the closes a moment later).
+            let deadline = ContinuousClock.now + .seconds(10)
+            var connected = false
+            while !connected, ContinuousClock.now < deadline {
+                connected = (try? await TestCharger.with(url: server.ocppURL + "/ocpp/CP-BOUND-3") { charger in
+                    try await charger.send(#"[2,"c","BootNotification",{"chargePointVendor":"V","chargePointModel":"M"}]"#)
+                    return try await charger.next().hasPrefix(#"[3,"c",{"#)
+                }) ?? false
+                if !connected { try await Task.sleep(for: .milliseconds(100)) }
+            }
+            #expect(connected)
+        }
+    }
+
+    @Test func slotsAreTakenUpToTheBoundAndRefusalsAreReportedNowAndThen() {
+        let slots = ConnectionSlots(maximum: 2, warningInterval: .seconds(10))
+        #expect(slots.take() && slots.take())
+        #expect(!slots.take())
+        #expect(slots.count == 2)
+        slots.release()
+        #expect(slots.take())
+        #expect(!slots.take())
+        let start = ContinuousClock.now
+        #expect(slots.refused(now: start) == 1)  // the first refusal is reported at once
+        #expect(slots.refused(now: start + .seconds(1)) == nil)
+        #expect(slots.refused(now: start + .seconds(2)) == nil)
+        #expect(slots.refused(now: start + .seconds(11)) == 3)  // then the ones since, once per interval
+    }
+
+    /// Connects, sends nothing, and reads until the server closes.
+    static func readUntilClosed(port: Int) async throws -> String {
+        try await withTimeout(TestTiming.wait) {
+            try await RawTCP.withConnection(port: port) { inbound, _ in
+                var text = ""
+                for try await var buffer in inbound { text += buffer.readString(length: buffer.readableBytes) ?? "" }
+                return text
+            }
+        }
+    }
+}
