@@ -189,6 +189,7 @@ public enum ChargepathApp {
         api.history = HistoryAPI(store: PostgresHistoryStore(client: client, logger: logger), connections: repository)
         let apiApp = Application(
             router: api.buildRouter(),
+            server: BoundedHTTPChannel.server(maximumConnections: configuration.maximumAPIConnections),
             configuration: .init(address: .hostname(configuration.apiHost, port: configuration.apiPort), serverName: nil),
             onServerRunning: { channel in await ports.set(api: channel.localAddress?.port ?? configuration.apiPort) },
             logger: logger
@@ -295,7 +296,8 @@ public enum ChargepathApp {
 
 extension ChargepathApp {
     /// Open files a node keeps besides its chargers' sockets: the database pools, operator API
-    /// connections, the standard streams and the event loops' own descriptors.
+    /// connections (at most `maximumAPIConnections`, 128 by default), the standard streams and the
+    /// event loops' own descriptors.
     static let filesBesideChargers = 256
 
     /// Below this many chargers the log says how to raise the limit.

@@ -41,6 +41,9 @@ public struct ChargepathConfiguration: Sendable {
     /// How long a ChargingSession waits for a StopTransaction after its connector went Available
     /// before it closes the transaction as interrupted.
     public var sessionInterruptGraceSeconds: Int = 60
+    /// The most operator API connections open at once; past it a new one is answered 503. They
+    /// come from the files a node keeps besides its chargers' sockets (`filesBesideChargers`).
+    public var maximumAPIConnections: Int = 128
 
     public init(
         dataDirectory: URL = URL(fileURLWithPath: ".chargepath", isDirectory: true),

@@ -58,7 +58,7 @@ struct ChargerGatewayChannel: ServerChildChannel, HTTPChannelHandler {
                     )
                 }
                 return channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(OverCapacityHandler())
+                    try channel.pipeline.syncOperations.addHandler(OverCapacityHandler(response: ConnectionSlots.chargerPortFull))
                     return Value(upgradeResult: channel.eventLoop.makeFailedFuture(ConnectionLimitReached()), channel: channel)
                 }
             }

@@ -50,21 +50,30 @@ package final class ConnectionSlots: Sendable {
         }
     }
 
-    /// The answer a connection past the bound gets before it is closed.
-    static let overCapacityResponse: String = {
-        let body = """
-            This Chargepath node holds the most charger connections it can (its open-file limit). \
-            Connect again later, or to another node.
-
-            """
+    /// The answer a connection past the bound gets before it is closed: 503, `Retry-After`, and why.
+    static func overCapacityResponse(_ message: String) -> String {
+        let body = message + "\n"
         return "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 60\r\nConnection: close\r\n"
             + "Content-Type: text/plain; charset=utf-8\r\nContent-Length: \(body.utf8.count)\r\n\r\n" + body
-    }()
+    }
+
+    static let chargerPortFull = overCapacityResponse(
+        "This Chargepath node holds the most charger connections it can (its open-file limit). Connect again later, or to another node."
+    )
+    static let operatorAPIFull = overCapacityResponse(
+        "This Chargepath node's operator API has the most connections open that it allows. Close idle ones, or try again later."
+    )
 }
 
 /// Writes the 503 and closes, as soon as a socket past the bound is active (nothing is read).
 final class OverCapacityHandler: ChannelInboundHandler, Sendable {
     typealias InboundIn = ByteBuffer
+
+    let response: String
+
+    init(response: String) {
+        self.response = response
+    }
 
     func handlerAdded(context: ChannelHandlerContext) {
         if context.channel.isActive { refuse(context: context) }
@@ -77,7 +86,7 @@ final class OverCapacityHandler: ChannelInboundHandler, Sendable {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {}
 
     private func refuse(context: ChannelHandlerContext) {
-        let response = context.channel.allocator.buffer(string: ConnectionSlots.overCapacityResponse)
+        let response = context.channel.allocator.buffer(string: self.response)
         // The write goes out in this call (a new socket is writable); the close follows it.
         context.writeAndFlush(NIOAny(response), promise: nil)
         context.close(promise: nil)

@@ -40,6 +40,28 @@ import Testing
         }
     }
 
+    /// The operator API's connections come from the files kept besides the chargers' sockets:
+    /// bounded too, so a client that opens many cannot take the node's last files.
+    @Test func pastItsBoundTheOperatorAPIAnswers503() async throws {
+        try await TestServer.with(configure: { $0.maximumAPIConnections = 1 }) { server in
+            let port = server.running.apiPort
+            try await RawTCP.withConnection(port: port) { _, _ in
+                // One connection is open (idle): the next is refused at once.
+                let refused = try TestHTTPResponse(parsing: try await Self.readUntilClosed(port: port))
+                #expect(refused.status == 503)
+                #expect(refused.body.contains("operator API has the most connections open"))
+            }
+            // Closed, its slot is free again.
+            let deadline = ContinuousClock.now + .seconds(10)
+            var status = 0
+            while status != 200, ContinuousClock.now < deadline {
+                status = (try? await server.api.request("GET", "/api/v1/charge-points").status) ?? 0
+                if status != 200 { try await Task.sleep(for: .milliseconds(100)) }
+            }
+            #expect(status == 200)
+        }
+    }
+
     @Test func slotsAreTakenUpToTheBoundAndRefusalsAreReportedNowAndThen() {
         let slots = ConnectionSlots(maximum: 2, warningInterval: .seconds(10))
         #expect(slots.take() && slots.take())
