@@ -24,10 +24,13 @@ public enum ChargepathApp {
     /// Runs `chargepath serve` until SIGINT or SIGTERM: starts the embedded PostgreSQL when no
     /// database is configured, runs every service, and stops the cluster on the way out.
     public static func serve(configuration: ChargepathConfiguration, logger: Logger) async throws {
-        let files = raiseOpenFileLimit(logger: logger)
+        let reserved = filesBesideChargers(configuration)
+        let files = raiseOpenFileLimit(logger: logger, reserved: reserved)
         let configuration = {
             var bounded = configuration
-            bounded.gateway.maximumConnections = connectionBound(configured: configuration.gateway.maximumConnections, files: files, logger: logger)
+            bounded.gateway.maximumConnections = connectionBound(
+                configured: configuration.gateway.maximumConnections, files: files, reserved: reserved, logger: logger
+            )
             return bounded
         }()
         let (database, embedded) = try await resolveDatabase(configuration: configuration, logger: logger)
@@ -287,7 +290,8 @@ public enum ChargepathApp {
             lines.append("  API token:            kept in \(file.path)")
         }
         if let files {
-            lines.append("  Connections:          up to \(configuration.gateway.maximumConnections ?? chargerCapacity(files)) chargers (open-file limit \(files.soft))")
+            let most = configuration.gateway.maximumConnections ?? chargerCapacity(files, reserved: filesBesideChargers(configuration))
+            lines.append("  Connections:          up to \(most) chargers (open-file limit \(files.soft))")
         }
         // Straight to stdout, unbuffered: the banner must show even when stdout is a pipe.
         FileHandle.standardOutput.write(Data((lines.joined(separator: "\n") + "\n").utf8))
@@ -295,25 +299,28 @@ public enum ChargepathApp {
 }
 
 extension ChargepathApp {
-    /// Open files a node keeps besides its chargers' sockets: the database pools, operator API
-    /// connections (at most `maximumAPIConnections`, 128 by default), the standard streams and the
-    /// event loops' own descriptors.
-    static let filesBesideChargers = 256
+    /// Open files a node keeps besides its chargers' sockets: its operator API connections (at
+    /// most `maximumAPIConnections`), its database pool and the six pinned connections beside it,
+    /// and 96 for the rest (standard streams, the event loops' descriptors, the embedded cluster's
+    /// pipes, libdispatch's reads of `/proc`). 250 by default.
+    static func filesBesideChargers(_ configuration: ChargepathConfiguration) -> Int {
+        configuration.maximumAPIConnections + configuration.databasePoolSize + 6 + 96
+    }
 
     /// Below this many chargers the log says how to raise the limit.
     static let fewChargers = 4_000
 
     /// About how many chargers a node holds with `limit` (each connection is one open file).
-    static func chargerCapacity(_ limit: OpenFileLimit) -> Int {
-        max(0, min(limit.soft, Int.max - 1) - filesBesideChargers)
+    static func chargerCapacity(_ limit: OpenFileLimit, reserved: Int) -> Int {
+        max(0, min(limit.soft, Int.max - 1) - reserved)
     }
 
     /// The bound on the charger port's sockets: as configured (`--max-connections`) or what the
     /// open-file limit allows, never more than it allows (a process out of files is stopped by
     /// libdispatch, see `ConnectionSlots`).
-    static func connectionBound(configured: Int?, files: OpenFileLimit?, logger: Logger) -> Int? {
+    static func connectionBound(configured: Int?, files: OpenFileLimit?, reserved: Int, logger: Logger) -> Int? {
         guard let files else { return configured }
-        let capacity = max(1, chargerCapacity(files))
+        let capacity = max(1, chargerCapacity(files, reserved: reserved))
         guard let configured else { return capacity }
         if configured > capacity {
             logger.warning(
@@ -333,6 +340,7 @@ extension ChargepathApp {
     @discardableResult
     static func raiseOpenFileLimit(
         logger: Logger,
+        reserved: Int,
         current: () -> OpenFileLimit? = { OpenFileLimit.current() },
         raise: () -> OpenFileLimit? = { OpenFileLimit.raiseSoftLimit() }
     ) -> OpenFileLimit? {
@@ -340,14 +348,14 @@ extension ChargepathApp {
         let after = raise() ?? before
         var metadata: Logger.Metadata = [
             "limit": "\(after.soft)", "limit.hard": "\(after.hard == .max ? "unlimited" : String(after.hard))",
-            "chargers.max": "\(chargerCapacity(after))",
+            "chargers.max": "\(chargerCapacity(after, reserved: reserved))",
         ]
         if after.soft != before.soft { metadata["limit.before"] = "\(before.soft)" }
         logger.info("Open-file limit: one file per charger connection", metadata: metadata)
-        if chargerCapacity(after) < fewChargers {
+        if chargerCapacity(after, reserved: reserved) < fewChargers {
             logger.warning(
                 """
-                This node can hold only about \(chargerCapacity(after)) chargers: each connection is an open file, and \
+                This node can hold only about \(chargerCapacity(after, reserved: reserved)) chargers: each connection is an open file, and \
                 this process may open at most \(after.hard == .max ? after.soft : after.hard). Raise the hard limit to hold more \
                 (LimitNOFILE= under systemd, --ulimit nofile= for a container, `ulimit -Hn` as root).
                 """,

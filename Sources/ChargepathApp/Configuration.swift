@@ -42,7 +42,8 @@ public struct ChargepathConfiguration: Sendable {
     /// before it closes the transaction as interrupted.
     public var sessionInterruptGraceSeconds: Int = 60
     /// The most operator API connections open at once; past it a new one is answered 503. They
-    /// come from the files a node keeps besides its chargers' sockets (`filesBesideChargers`).
+    /// come from the files a node keeps besides its chargers' sockets (`ChargepathApp.filesBesideChargers`,
+    /// which counts them, and the database pool, against the open-file limit).
     public var maximumAPIConnections: Int = 128
 
     public init(

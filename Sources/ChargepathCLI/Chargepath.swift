@@ -76,7 +76,7 @@ struct Serve: AsyncParsableCommand {
     var noProvisioning = false
     @Option(help: "Seconds a charging session waits for a StopTransaction after its connector went Available, before it closes the transaction as interrupted.")
     var interruptGrace: Int = 60
-    @Option(help: "The most charger connections this node holds at once; past it a charger is answered 503 and connects again later. Default: what the open-file limit allows (raised to the hard limit at start), less 256 files for the database and the operator API.")
+    @Option(help: "The most charger connections this node holds at once; past it a charger is answered 503 and connects again later. Default: what the open-file limit allows (raised to the hard limit at start), less 250 files for the database and the operator API.")
     var maxConnections: Int?
 
     func run() async throws {

@@ -45,8 +45,17 @@ import Testing
     @Test func pastItsBoundTheOperatorAPIAnswers503() async throws {
         try await TestServer.with(configure: { $0.maximumAPIConnections = 1 }) { server in
             let port = server.running.apiPort
-            try await RawTCP.withConnection(port: port) { _, _ in
-                // One connection is open (idle): the next is refused at once.
+            try await RawTCP.withConnection(port: port) { inbound, outbound in
+                // One connection is open, answered once and kept alive (so the server has set it
+                // up: connections are set up on their own event loops, in no fixed order).
+                try await outbound.write(ByteBuffer(string: "GET /api/v1/charge-points HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer \(TestServer.token)\r\n\r\n"))
+                var head = ""
+                for try await var buffer in inbound {
+                    head += buffer.readString(length: buffer.readableBytes) ?? ""
+                    if head.contains("\r\n\r\n") { break }
+                }
+                #expect(head.hasPrefix("HTTP/1.1 200"))
+                // The next is refused at once.
                 let refused = try TestHTTPResponse(parsing: try await Self.readUntilClosed(port: port))
                 #expect(refused.status == 503)
                 #expect(refused.body.contains("operator API has the most connections open"))

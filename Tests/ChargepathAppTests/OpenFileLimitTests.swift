@@ -21,7 +21,7 @@ import Testing
         #expect(OpenFileLimit.raiseSoftLimit(to: original.hard - 8)?.soft == original.hard - 8)
 
         let logs = LogCapture()
-        let raised = ChargepathApp.raiseOpenFileLimit(logger: Logger(label: "test") { _ in logs })
+        let raised = ChargepathApp.raiseOpenFileLimit(logger: Logger(label: "test") { _ in logs }, reserved: 250)
         let expected = min(original.hard, OpenFileLimit.highestUsefulLimit)
         #expect(raised?.soft == expected)
         #expect(OpenFileLimit.current()?.soft == expected)
@@ -32,19 +32,28 @@ import Testing
     @Test func aLimitThatHoldsFewChargersIsLoggedWithWhatToDo() {
         let logs = LogCapture()
         let limit = OpenFileLimit(soft: 1_024, hard: 1_024)
-        let result = ChargepathApp.raiseOpenFileLimit(logger: Logger(label: "test") { _ in logs }, current: { limit }, raise: { limit })
+        let reserved = ChargepathApp.filesBesideChargers(ChargepathConfiguration())
+        #expect(reserved == 128 + 20 + 6 + 96)  // API connections, database pool, pinned connections, the rest
+        let result = ChargepathApp.raiseOpenFileLimit(
+            logger: Logger(label: "test") { _ in logs }, reserved: reserved, current: { limit }, raise: { limit }
+        )
         #expect(result == limit)
-        #expect(ChargepathApp.chargerCapacity(limit) == 1_024 - ChargepathApp.filesBesideChargers)
-        #expect(logs.messages.contains { $0.contains("This node can hold only about 768 chargers") && $0.contains("LimitNOFILE=") })
+        #expect(ChargepathApp.chargerCapacity(limit, reserved: reserved) == 774)
+        #expect(logs.messages.contains { $0.contains("This node can hold only about 774 chargers") && $0.contains("LimitNOFILE=") })
+        // A larger pool leaves fewer files for chargers.
+        var bigPool = ChargepathConfiguration()
+        bigPool.databasePoolSize = 120
+        #expect(ChargepathApp.filesBesideChargers(bigPool) == reserved + 100)
 
         // A soft limit of 1,024 under a high hard limit: raised, and nothing to warn about.
         let quiet = LogCapture()
         let raised = OpenFileLimit(soft: 524_288, hard: 524_288)
         _ = ChargepathApp.raiseOpenFileLimit(
-            logger: Logger(label: "test") { _ in quiet }, current: { OpenFileLimit(soft: 1_024, hard: 524_288) }, raise: { raised }
+            logger: Logger(label: "test") { _ in quiet }, reserved: reserved,
+            current: { OpenFileLimit(soft: 1_024, hard: 524_288) }, raise: { raised }
         )
         #expect(quiet.messages.count == 1)
         #expect(quiet.messages.first?.contains("limit.before=1024") == true)
-        #expect(quiet.messages.first?.contains("chargers.max=\(524_288 - ChargepathApp.filesBesideChargers)") == true)
+        #expect(quiet.messages.first?.contains("chargers.max=\(524_288 - reserved)") == true)
     }
 }
