@@ -25,20 +25,17 @@ public struct BoundedHTTPChannel: ServerChildChannel {
     }
 
     public func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
-        guard slots.take() else {
-            if let refused = slots.refused() {
-                logger.warning(
-                    "Refusing operator API connections (503): the most are open. Look for a client that keeps many open.",
-                    metadata: ["connections.max": "\(slots.maximum)", "refused": "\(refused)"]
-                )
+        do {
+            guard try slots.admit(
+                channel, refusal: ConnectionSlots.operatorAPIFull,
+                warning: "Refusing operator API connections (503): the most are open. Look for a client that keeps many open.",
+                logger: logger
+            ) else {
+                return channel.eventLoop.makeSucceededFuture(Value(http: nil, channel: channel))
             }
-            return channel.eventLoop.makeCompletedFuture {
-                try channel.pipeline.syncOperations.addHandler(OverCapacityHandler(response: ConnectionSlots.operatorAPIFull))
-                return Value(http: nil, channel: channel)
-            }
+        } catch {
+            return channel.eventLoop.makeFailedFuture(error)
         }
-        let slots = self.slots
-        channel.closeFuture.whenComplete { _ in slots.release() }
         return http.setup(channel: channel, logger: logger).map { Value(http: $0, channel: channel) }
     }
 

@@ -49,22 +49,14 @@ struct ChargerGatewayChannel: ServerChildChannel, HTTPChannelHandler {
     let session: SessionHandler
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
-        if let slots {
-            guard slots.take() else {
-                if let refused = slots.refused() {
-                    logger.warning(
-                        "Refusing chargers (503): the charger port holds its most connections. Raise the open-file limit or add a node.",
-                        metadata: ["connections.max": "\(slots.maximum)", "refused": "\(refused)"]
-                    )
-                }
-                return channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(OverCapacityHandler(response: ConnectionSlots.chargerPortFull))
-                    return Value(upgradeResult: channel.eventLoop.makeFailedFuture(ConnectionLimitReached()), channel: channel)
-                }
+        channel.eventLoop.makeCompletedFuture {
+            if let slots, try !slots.admit(
+                channel, refusal: ConnectionSlots.chargerPortFull,
+                warning: "Refusing chargers (503): the charger port holds its most connections. Raise the open-file limit or add a node.",
+                logger: logger
+            ) {
+                return Value(upgradeResult: channel.eventLoop.makeFailedFuture(ConnectionLimitReached()), channel: channel)
             }
-            channel.closeFuture.whenComplete { _ in slots.release() }
-        }
-        return channel.eventLoop.makeCompletedFuture {
             // Each socket keeps its receive buffer between reads: start it at 512 bytes (an OCPP
             // message is a few hundred) rather than NIO's 2,048; it grows for larger reads.
             try channel.syncOptions?.setOption(

@@ -39,6 +39,21 @@ package final class ConnectionSlots: Sendable {
         open.wrappingSubtract(1, ordering: .relaxed)
     }
 
+    /// Takes a slot for a new socket, given back when it closes. Past the bound the socket is set
+    /// to be answered `refusal` (a 503) and closed as soon as it is active, `warning` is logged now
+    /// and then with the count of refusals, and false is returned. On the channel's event loop.
+    func admit(_ channel: any Channel, refusal: String, warning: Logger.Message, logger: Logger) throws -> Bool {
+        guard take() else {
+            if let refused = refused() {
+                logger.warning(warning, metadata: ["connections.max": "\(maximum)", "refused": "\(refused)"])
+            }
+            try channel.pipeline.syncOperations.addHandler(OverCapacityHandler(response: refusal))
+            return false
+        }
+        channel.closeFuture.whenComplete { _ in self.release() }
+        return true
+    }
+
     /// Counts a refused connection; returns how many were refused since the last warning when it
     /// is time for the next one.
     package func refused(now: ContinuousClock.Instant = .now) -> Int? {
