@@ -2,7 +2,7 @@ import Logging
 import NIOCore
 import Synchronization
 
-/// The charger port's bound on open sockets, upgraded or not.
+/// A port's bound on open sockets: the charger port's (upgraded or not) and the operator API's.
 ///
 /// Every socket is an open file, and a Swift process on Linux must never run out of them:
 /// libdispatch's worker-pool monitor reads `/proc/<tid>/stat` for each of its threads, and when
