@@ -312,7 +312,7 @@ extension ChargepathApp {
 
     /// About how many chargers a node holds with `limit` (each connection is one open file).
     static func chargerCapacity(_ limit: OpenFileLimit, reserved: Int) -> Int {
-        max(0, min(limit.soft, Int.max - 1) - reserved)
+        max(0, limit.soft - reserved)
     }
 
     /// The bound on the charger port's sockets: as configured (`--max-connections`) or what the
