@@ -181,6 +181,12 @@ public enum ChargepathApp {
             ),
             workflows: WorkflowAPI(engine: workflows, maxBodySize: configuration.gateway.maxMessageSize),
             readiness: {
+                // Ready means a charger can connect: the charger port opens only after the
+                // migrations, the node's registration and the pinned database connections, and
+                // a client that starts a fleet on the first 200 must not be refused.
+                guard await ports.ocpp != nil else {
+                    return .failure(ReadinessError(description: "the charger port is not listening yet"))
+                }
                 do {
                     return try await migrations.isUpToDate(on: client, logger: logger)
                         ? .success(()) : .failure(ReadinessError(description: "migrations are not applied yet"))
