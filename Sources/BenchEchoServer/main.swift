@@ -115,9 +115,9 @@ let upgrader = NIOWebSocketServerUpgrader(
         }
     }
 )
-// Hummingbird's defaults, which Chargepath's charger listener uses: backlog 256, SO_REUSEADDR.
+// What Chargepath's charger listener uses: backlog 4,096 (`--listen-backlog`), SO_REUSEADDR.
 let bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-    .serverChannelOption(ChannelOptions.backlog, value: 256)
+    .serverChannelOption(ChannelOptions.backlog, value: 4096)
     .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
     .childChannelInitializer { channel in
         channel.pipeline.configureHTTPServerPipeline(withServerUpgrade: (upgraders: [upgrader], completionHandler: { _ in }))

@@ -149,7 +149,10 @@ public enum ChargepathApp {
         var chargerApp = Application(
             router: ChargerGateway.plainHTTPRouter(),
             server: ChargerGateway.server(configuration: configuration.gateway, admission: admission, sessions: sessions),
-            configuration: .init(address: .hostname(configuration.ocppHost, port: configuration.ocppPort), serverName: nil),
+            configuration: .init(
+                address: .hostname(configuration.ocppHost, port: configuration.ocppPort), serverName: nil,
+                backlog: configuration.gateway.listenBacklog
+            ),
             onServerRunning: { channel in await ports.set(ocpp: channel.localAddress?.port ?? configuration.ocppPort) },
             logger: logger
         )

@@ -78,6 +78,8 @@ struct Serve: AsyncParsableCommand {
     var interruptGrace: Int = 60
     @Option(help: "The most charger connections this node holds at once; past it a charger is answered 503 and connects again later. Default: what the open-file limit allows (raised to the hard limit at start), less 250 files for the database and the operator API.")
     var maxConnections: Int?
+    @Option(help: "Charger connections the kernel queues before the node accepts them (capped by net.core.somaxconn). Large enough for a reconnect storm: a dropped connection attempt is retried only after 1 s, then 3 s.")
+    var listenBacklog: Int = 4096
 
     func run() async throws {
         LoggingSystem.bootstrap { label in
@@ -125,6 +127,8 @@ struct Serve: AsyncParsableCommand {
         }
         guard maxConnections ?? 1 > 0 else { throw ValidationError("--max-connections must be at least 1.") }
         configuration.gateway.maximumConnections = maxConnections
+        guard listenBacklog > 0 else { throw ValidationError("--listen-backlog must be at least 1.") }
+        configuration.gateway.listenBacklog = listenBacklog
         try await ChargepathApp.serve(configuration: configuration, logger: logger)
     }
 }

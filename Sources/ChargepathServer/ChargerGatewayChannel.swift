@@ -229,6 +229,11 @@ public struct GatewayConfiguration: Sendable {
     /// connection is answered 503 (Retry-After) and closed (`ConnectionSlots`). nil: no bound of
     /// its own; `chargepath serve` sets it from the open-file limit, so that a node never runs out.
     public var maximumConnections: Int?
+    /// Connections the kernel holds for the node before it accepts them (`listen(2)`'s backlog;
+    /// Linux caps it at `net.core.somaxconn`, 4,096 by default). Hummingbird's default of 256
+    /// overflows in a reconnect storm: each SYN dropped is sent again by its charger only after
+    /// 1 s, then 3 s (BENCHMARKS.md, boot storm).
+    public var listenBacklog: Int
 
     public init(
         maxMessageSize: Int = 65_536,
@@ -237,7 +242,8 @@ public struct GatewayConfiguration: Sendable {
         maximumConnectionDuration: Duration = .seconds(24 * 3600),
         handshakeTimeout: Duration = .seconds(10),
         handshake: ChargerHandshake.Configuration = .init(),
-        maximumConnections: Int? = nil
+        maximumConnections: Int? = nil,
+        listenBacklog: Int = 4096
     ) {
         self.maxMessageSize = maxMessageSize
         self.pingInterval = pingInterval
@@ -246,5 +252,6 @@ public struct GatewayConfiguration: Sendable {
         self.handshakeTimeout = handshakeTimeout
         self.handshake = handshake
         self.maximumConnections = maximumConnections
+        self.listenBacklog = listenBacklog
     }
 }
