@@ -310,8 +310,9 @@ public enum ChargepathApp {
 extension ChargepathApp {
     /// Open files a node keeps besides its chargers' sockets: its operator API connections (at
     /// most `maximumAPIConnections`), its database pool and the six pinned connections beside it,
-    /// and 96 for the rest (standard streams, the event loops' descriptors, the embedded cluster's
-    /// pipes, libdispatch's reads of `/proc`). 250 by default.
+    /// and 96 for the rest: the refused sockets each port keeps open while their 503 is read (16
+    /// each, `ConnectionSlots.maximumLingering`), standard streams, the event loops' descriptors,
+    /// the embedded cluster's pipes, libdispatch's reads of `/proc`. 250 by default.
     static func filesBesideChargers(_ configuration: ChargepathConfiguration) -> Int {
         configuration.maximumAPIConnections + configuration.databasePoolSize + 6 + 96
     }

@@ -18,11 +18,20 @@ package final class ConnectionSlots: Sendable {
     /// Refusals since the last warning, and when that was (one warning per `warningInterval`).
     private let refusals = Mutex<(count: Int, lastWarning: ContinuousClock.Instant?)>((0, nil))
     private let warningInterval: Duration
+    /// Refused sockets open while their 503 is read (`OverCapacityHandler`), and the most there may be.
+    private let lingering = Atomic<Int>(0)
+    package let maximumLingering: Int
+    /// How long a refused socket may stay open for its charger to read the 503 and close.
+    let lingerTimeout: Duration
 
-    package init(maximum: Int, warningInterval: Duration = .seconds(10)) {
-        precondition(maximum >= 0)
+    /// `maximumLingering` of each port comes out of the files kept besides the chargers
+    /// (`ChargepathApp.filesBesideChargers`).
+    package init(maximum: Int, warningInterval: Duration = .seconds(10), maximumLingering: Int = 16, lingerTimeout: Duration = .seconds(2)) {
+        precondition(maximum >= 0 && maximumLingering >= 0)
         self.maximum = maximum
         self.warningInterval = warningInterval
+        self.maximumLingering = maximumLingering
+        self.lingerTimeout = lingerTimeout
     }
 
     /// Sockets open now.
@@ -39,6 +48,17 @@ package final class ConnectionSlots: Sendable {
         open.wrappingSubtract(1, ordering: .relaxed)
     }
 
+    /// Takes one of the few places for a refused socket that waits for its charger to read the 503.
+    package func takeLingering() -> Bool {
+        if lingering.wrappingAdd(1, ordering: .relaxed).newValue <= maximumLingering { return true }
+        lingering.wrappingSubtract(1, ordering: .relaxed)
+        return false
+    }
+
+    package func releaseLingering() {
+        lingering.wrappingSubtract(1, ordering: .relaxed)
+    }
+
     /// Takes a slot for a new socket, given back when it closes. Past the bound the socket is set
     /// to be answered `refusal` (a 503) and closed as soon as it is active, `warning` is logged now
     /// and then with the count of refusals, and false is returned. On the channel's event loop.
@@ -47,7 +67,7 @@ package final class ConnectionSlots: Sendable {
             if let refused = refused() {
                 logger.warning(warning, metadata: ["connections.max": "\(maximum)", "refused": "\(refused)"])
             }
-            try channel.pipeline.syncOperations.addHandler(OverCapacityHandler(response: refusal))
+            try channel.pipeline.syncOperations.addHandler(OverCapacityHandler(response: refusal, slots: self))
             return false
         }
         channel.closeFuture.whenComplete { _ in self.release() }
@@ -80,14 +100,26 @@ package final class ConnectionSlots: Sendable {
     )
 }
 
-/// Writes the 503 and closes, as soon as a socket past the bound is active (nothing is read).
-final class OverCapacityHandler: ChannelInboundHandler, Sendable {
+/// Answers a socket past the bound 503 as soon as it is active, and closes it.
+///
+/// A charger sends its upgrade request right after it connects, often after the 503 is written. A
+/// socket closed with that request unread is reset by the kernel, and the reset can reach the
+/// charger before it reads the 503 (a NIO client then sees only "Connection reset by peer"). So
+/// while a few sockets are lingering (`ConnectionSlots.takeLingering`), the 503 is followed by a
+/// half-close (FIN), what the charger sends is read and dropped, and the socket is closed when the
+/// charger closes its side, or after `ConnectionSlots.lingerTimeout`. Past those few (a storm of
+/// refusals) a socket is closed at once, as its file matters more than its 503.
+final class OverCapacityHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
 
     let response: String
+    let slots: ConnectionSlots
+    private var refusing = false
+    private var deadline: Scheduled<Void>?
 
-    init(response: String) {
+    init(response: String, slots: ConnectionSlots) {
         self.response = response
+        self.slots = slots
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -98,13 +130,37 @@ final class OverCapacityHandler: ChannelInboundHandler, Sendable {
         refuse(context: context)
     }
 
+    /// The charger's request, read only so that closing does not reset the socket.
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {}
 
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        // The charger closed its side (remote half-closure is allowed on this port): done.
+        if let event = event as? ChannelEvent, event == .inputClosed { context.close(promise: nil) }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        deadline?.cancel()
+        deadline = nil
+    }
+
     private func refuse(context: ChannelHandlerContext) {
+        guard !refusing else { return }
+        refusing = true
         let response = context.channel.allocator.buffer(string: self.response)
         // The write goes out in this call (a new socket is writable); the close follows it.
         context.writeAndFlush(NIOAny(response), promise: nil)
-        context.close(promise: nil)
+        guard slots.takeLingering() else {
+            context.close(promise: nil)
+            return
+        }
+        let channel = context.channel
+        channel.closeFuture.whenComplete { [slots] _ in slots.releaseLingering() }
+        context.close(mode: .output, promise: nil)
+        deadline = context.eventLoop.scheduleTask(in: TimeAmount(slots.lingerTimeout)) { channel.close(promise: nil) }
     }
 }
 

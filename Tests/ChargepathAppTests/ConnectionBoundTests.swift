@@ -40,6 +40,33 @@ import Testing
         }
     }
 
+    /// A charger sends its upgrade request as soon as it is connected, and the 503 may already be
+    /// on its way: the request must not make the node reset the socket (a socket closed with
+    /// unread data is reset, and a reset can reach the charger before it has read the 503). Each
+    /// refused charger here sends its request at once, or after the 503 was written.
+    @Test func aRefusedChargerThatSendsItsRequestStillReads503() async throws {
+        try await TestServer.with(configure: { $0.gateway.maximumConnections = 1 }) { server in
+            try await TestCharger.with(url: server.ocppURL + "/ocpp/CP-BOUND-1") { _ in
+                let request = "GET /ocpp/CP-REFUSED HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                    + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: ocpp1.6\r\n\r\n"
+                for attempt in 0..<20 {
+                    let text = try await RawTCP.withConnection(port: server.running.ocppPort) { inbound, outbound in
+                        if attempt % 2 == 1 { try await Task.sleep(for: .milliseconds(50)) }
+                        // After a pause the 503 and the server's FIN may be here already, and this
+                        // client closes when its input ends: the write may then fail; the read not.
+                        try? await outbound.write(ByteBuffer(string: request))
+                        var text = ""
+                        for try await var buffer in inbound {
+                            text += buffer.readString(length: buffer.readableBytes) ?? ""
+                        }
+                        return text
+                    }
+                    #expect(text.hasPrefix("HTTP/1.1 503"), "attempt \(attempt): \(String(text.prefix(60)))")
+                }
+            }
+        }
+    }
+
     /// The operator API's connections come from the files kept besides the chargers' sockets:
     /// bounded too, so a client that opens many cannot take the node's last files.
     @Test func pastItsBoundTheOperatorAPIAnswers503() async throws {
@@ -69,6 +96,15 @@ import Testing
             }
             #expect(status == 200)
         }
+    }
+
+    /// Refused sockets wait for their charger to read the 503 only a few at a time.
+    @Test func fewRefusedSocketsLingerAtOnce() {
+        let slots = ConnectionSlots(maximum: 1, maximumLingering: 2)
+        #expect(slots.takeLingering() && slots.takeLingering())
+        #expect(!slots.takeLingering())
+        slots.releaseLingering()
+        #expect(slots.takeLingering())
     }
 
     @Test func slotsAreTakenUpToTheBoundAndRefusalsAreReportedNowAndThen() {
