@@ -377,7 +377,7 @@ final class ChargePointEngine {
             connectWaiters.removeAll()
             for w in waiters { w.resume() }
         } catch {
-            stats?.connectFailed(error)
+            stats?.connectFailed(error, identity: config.identity)
             logger.debug("connect failed", metadata: ["error": .string(error.message)])
             publish { $0.lastError = error.message }
             let waiters = connectWaiters

@@ -64,11 +64,25 @@ public final class FleetStats: ChargePointStatsSink {
 
     public func disconnected() { state.withLock { $0.connected -= 1; $0.disconnects += 1 } }
 
-    public func connectFailed(_ error: SimulatorError) {
+    public func connectFailed(_ error: SimulatorError, identity: String) {
+        let message = Self.kind(of: error.message, identity: identity)
         state.withLock { s in
             s.connectFailures += 1
-            Self.sample(error.message, into: &s)
+            Self.sample(message, into: &s)
         }
+    }
+
+    /// `message` with the charger's identity (as given, and as it appears in a URL) replaced by
+    /// `<id>`: the summary then counts a storm's failures by kind ("17,000× … refused the
+    /// WebSocket upgrade: HTTP 503", "20× … Connection reset by peer") instead of listing the first
+    /// ten chargers' messages once each.
+    static func kind(of message: String, identity: String) -> String {
+        guard !identity.isEmpty else { return message }
+        var kind = message.replacingOccurrences(of: identity, with: "<id>")
+        if let encoded = identity.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed), encoded != identity {
+            kind = kind.replacingOccurrences(of: encoded, with: "<id>")
+        }
+        return kind
     }
 
     public func bootAccepted() {

@@ -4,7 +4,8 @@ public import Foundation
 public protocol ChargePointStatsSink: Sendable {
     func connected()
     func disconnected()
-    func connectFailed(_ error: SimulatorError)
+    /// A connection attempt of the charger `identity` failed.
+    func connectFailed(_ error: SimulatorError, identity: String)
     func bootAccepted()
     /// A CALL was answered (CALLRESULT or CALLERROR) after `roundTrip`.
     func callCompleted(action: String, roundTrip: Duration, isError: Bool)

@@ -253,6 +253,24 @@ struct SimulatorUnitTests {
         #expect(TimerGrid.point(atOrAfter: UInt64.max - 5, step: step) == UInt64.max - 5)
     }
 
+    /// A storm's failures are counted by kind: each message names its charger, and counted as
+    /// they came, the summary listed the first ten chargers once each and dropped the rest.
+    @Test func theSummaryCountsConnectFailuresByKindNotByCharger() {
+        let stats = FleetStats(expectedChargers: 31)
+        for i in 0..<25 {
+            stats.connectFailed(SimulatorError(.upgradeRefused, "server at ws://127.0.0.1:9000/ocpp/cp-\(i) refused the WebSocket upgrade: HTTP 503 Service Unavailable"), identity: "cp-\(i)")
+        }
+        for i in 25..<30 {
+            stats.connectFailed(SimulatorError(.unreachable, "WebSocket handshake with ws://127.0.0.1:9000/ocpp/cp-\(i) failed (Connection reset by peer)"), identity: "cp-\(i)")
+        }
+        // An identity as it appears in a URL, percent-encoded.
+        stats.connectFailed(SimulatorError(.unreachable, "WebSocket handshake with ws://127.0.0.1:9000/ocpp/CP%201 failed (Connection reset by peer)"), identity: "CP 1")
+        #expect(stats.report(scenario: "boot-storm").errors == [
+            "server at ws://127.0.0.1:9000/ocpp/<id> refused the WebSocket upgrade: HTTP 503 Service Unavailable": 25,
+            "WebSocket handshake with ws://127.0.0.1:9000/ocpp/<id> failed (Connection reset by peer)": 6,
+        ])
+    }
+
     /// The live line gives the run's percentiles and, apart, the last window's: a stall shows in
     /// the second it happened, and the window starts empty again after each line.
     @Test func theLiveLineShowsTheLastWindowApartFromTheRun() throws {
