@@ -135,7 +135,11 @@ final class OverCapacityHandler: ChannelInboundHandler {
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         // The charger closed its side (remote half-closure is allowed on this port): done.
-        if let event = event as? ChannelEvent, event == .inputClosed { context.close(promise: nil) }
+        if let event = event as? ChannelEvent, event == .inputClosed {
+            context.close(promise: nil)
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -145,6 +149,7 @@ final class OverCapacityHandler: ChannelInboundHandler {
     func channelInactive(context: ChannelHandlerContext) {
         deadline?.cancel()
         deadline = nil
+        context.fireChannelInactive()
     }
 
     private func refuse(context: ChannelHandlerContext) {
