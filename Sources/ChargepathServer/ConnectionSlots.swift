@@ -37,11 +37,16 @@ package final class ConnectionSlots: Sendable {
     /// Sockets open now.
     package var count: Int { open.load(ordering: .relaxed) }
 
+    /// Adds one to `counter` unless that would take it past `maximum`; false then.
+    private static func take(_ counter: borrowing Atomic<Int>, upTo maximum: Int) -> Bool {
+        if counter.wrappingAdd(1, ordering: .relaxed).newValue <= maximum { return true }
+        counter.wrappingSubtract(1, ordering: .relaxed)
+        return false
+    }
+
     /// Takes a slot for a new socket; false when all are taken.
     package func take() -> Bool {
-        if open.wrappingAdd(1, ordering: .relaxed).newValue <= maximum { return true }
-        open.wrappingSubtract(1, ordering: .relaxed)
-        return false
+        Self.take(open, upTo: maximum)
     }
 
     package func release() {
@@ -50,9 +55,7 @@ package final class ConnectionSlots: Sendable {
 
     /// Takes one of the few places for a refused socket that waits for its charger to read the 503.
     package func takeLingering() -> Bool {
-        if lingering.wrappingAdd(1, ordering: .relaxed).newValue <= maximumLingering { return true }
-        lingering.wrappingSubtract(1, ordering: .relaxed)
-        return false
+        Self.take(lingering, upTo: maximumLingering)
     }
 
     package func releaseLingering() {
