@@ -108,13 +108,15 @@ public enum ChargepathApp {
         // connection of its own outside the pool (see `PinnedConnections` for why). Each connection
         // runs one prepared statement, planned once: PostgreSQL had chosen custom plans for the
         // probe, 100 µs of planning a call at 1,000 msg/s (pg_stat_statements).
-        func pinned(_ name: String) throws -> PinnedConnections {
+        func pinned(_ name: String, count: Int = 1) throws -> PinnedConnections {
             try PinnedConnections(
-                endpoint: database, count: 1,
+                endpoint: database, count: count,
                 options: .init(startupParameters: [("plan_cache_mode", "force_generic_plan")], applicationName: "chargepath \(name)"), logger: logger
             )
         }
-        let meterValueConnections = try pinned("meter values")
+        // Two for MeterValues: under load the next batch starts while the last commits
+        // (`PostgresCentralSystemStore.meterValuesForAnotherSlot`).
+        let meterValueConnections = try pinned("meter values", count: Self.meterValueSlots)
         let probeConnections = try pinned("workflow probes")
         let statusConnections = try pinned("status notifications")
         // Chargers connecting together (a boot storm): their admission lookups, connection rows and
@@ -309,13 +311,19 @@ public enum ChargepathApp {
 
 extension ChargepathApp {
     /// Open files a node keeps besides its chargers' sockets: its operator API connections (at
-    /// most `maximumAPIConnections`), its database pool and the six pinned connections beside it,
-    /// and 96 for the rest: the refused sockets each port keeps open while their 503 is read (16
+    /// most `maximumAPIConnections`), its database pool and the seven pinned connections beside
+    /// it, and 95 for the rest: the refused sockets each port keeps open while their 503 is read (16
     /// each, `ConnectionSlots.maximumLingering`), standard streams, the event loops' descriptors,
     /// the embedded cluster's pipes, libdispatch's reads of `/proc`. 250 by default.
     static func filesBesideChargers(_ configuration: ChargepathConfiguration) -> Int {
-        configuration.maximumAPIConnections + configuration.databasePoolSize + 6 + 96
+        configuration.maximumAPIConnections + configuration.databasePoolSize + pinnedConnections + 95
     }
+
+    /// MeterValues' group-commit slots, each on a pinned connection.
+    static let meterValueSlots = 2
+    /// The database connections outside the pool: MeterValues' slots, and one each for workflow
+    /// probes, StatusNotifications, admission, connection rows and boots.
+    static let pinnedConnections = meterValueSlots + 5
 
     /// Below this many chargers the log says how to raise the limit.
     static let fewChargers = 4_000

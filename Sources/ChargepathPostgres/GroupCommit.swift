@@ -35,12 +35,19 @@ package final class GroupCommit<Item: Sendable, Result: Sendable>: Sendable {
         package var maximumConcurrentWrites: Int
         /// The most callers waiting for a slot; beyond it a caller writes its item alone.
         package var maximumPending: Int
+        /// While a write runs, a further free slot starts a batch only once this many callers wait
+        /// (1: at once). With more than one slot this keeps a moderate load on one slot, writing
+        /// the batches one after the other, and lets the next batch start before the last one has
+        /// committed only when callers pile up: a second slot taken at once by every caller that
+        /// finds the first busy writes batches of one or two.
+        package var pendingForAnotherSlot: Int
 
-        package init(maximumBatchSize: Int = 512, maximumConcurrentWrites: Int = 1, maximumPending: Int = 20_000) {
-            precondition(maximumBatchSize >= 1 && maximumConcurrentWrites >= 1 && maximumPending >= 0)
+        package init(maximumBatchSize: Int = 512, maximumConcurrentWrites: Int = 1, maximumPending: Int = 20_000, pendingForAnotherSlot: Int = 1) {
+            precondition(maximumBatchSize >= 1 && maximumConcurrentWrites >= 1 && maximumPending >= 0 && pendingForAnotherSlot >= 1)
             self.maximumBatchSize = maximumBatchSize
             self.maximumConcurrentWrites = maximumConcurrentWrites
             self.maximumPending = maximumPending
+            self.pendingForAnotherSlot = pendingForAnotherSlot
         }
     }
 
@@ -66,13 +73,21 @@ package final class GroupCommit<Item: Sendable, Result: Sendable>: Sendable {
         case lead(slot: Int, [Waiter])
     }
 
+    /// What a caller that comes finds to do, when not to wait.
+    private enum Arrival {
+        case now(Turn)
+        /// A free slot for the waiters, this caller among them.
+        case batch(leader: Waiter, others: [Waiter], slot: Int)
+    }
+
     private struct Waiter: Sendable {
         let item: Item
         let continuation: CheckedContinuation<Turn, Never>
     }
 
     private struct State {
-        /// FIFO; non-empty only while all slots are busy.
+        /// FIFO; non-empty only while a slot writes (and while all do, or fewer than
+        /// `pendingForAnotherSlot` wait).
         var pending: [Waiter] = []
         /// Slots no write holds.
         var freeSlots: [Int]
@@ -110,18 +125,25 @@ package final class GroupCommit<Item: Sendable, Result: Sendable>: Sendable {
     @discardableResult
     package func submit(_ item: Item) async throws -> Result {
         let turn: Turn = await withCheckedContinuation { continuation in
-            let now: Turn? = state.withLock { state in
-                if let slot = state.freeSlots.popLast() {
-                    return .lead(slot: slot, [])
+            let next: Arrival? = state.withLock { state in
+                let writing = configuration.maximumConcurrentWrites - state.freeSlots.count
+                if writing == 0 || configuration.pendingForAnotherSlot == 1, let slot = state.freeSlots.popLast() {
+                    return .now(.lead(slot: slot, []))
                 }
                 if state.pending.count >= configuration.maximumPending {
                     state.statistics.overflowed += 1
-                    return .writeAlone
+                    return .now(.writeAlone)
                 }
                 state.pending.append(Waiter(item: item, continuation: continuation))
-                return nil
+                guard state.pending.count >= configuration.pendingForAnotherSlot, let slot = state.freeSlots.popLast() else { return nil }
+                let (leader, others) = Self.takeBatch(from: &state, upTo: configuration.maximumBatchSize)
+                return .batch(leader: leader, others: others, slot: slot)
             }
-            if let now { continuation.resume(returning: now) }
+            switch next {
+            case .now(let turn): continuation.resume(returning: turn)
+            case .batch(let leader, let others, let slot): leader.continuation.resume(returning: .lead(slot: slot, others))
+            case nil: break
+            }
         }
         switch turn {
         case .committed(let result):
@@ -170,12 +192,17 @@ package final class GroupCommit<Item: Sendable, Result: Sendable>: Sendable {
                 state.freeSlots.append(slot)
                 return nil
             }
-            let count = min(state.pending.count, configuration.maximumBatchSize)
-            let batch = state.pending[0..<count]
-            state.pending.removeFirst(count)
-            return (batch.first!, Array(batch.dropFirst()))
+            return Self.takeBatch(from: &state, upTo: configuration.maximumBatchSize)
         }
         if let next { next.leader.continuation.resume(returning: .lead(slot: slot, next.others)) }
+    }
+
+    /// The oldest waiters (at least one must wait), up to `maximumBatchSize`: the first leads.
+    private static func takeBatch(from state: inout State, upTo maximumBatchSize: Int) -> (leader: Waiter, others: [Waiter]) {
+        let count = min(state.pending.count, maximumBatchSize)
+        let batch = state.pending[0..<count]
+        state.pending.removeFirst(count)
+        return (batch.first!, Array(batch.dropFirst()))
     }
 }
 

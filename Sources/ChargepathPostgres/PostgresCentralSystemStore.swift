@@ -31,11 +31,21 @@ public struct PostgresCentralSystemStore: CentralSystemStore {
     /// batch. Copies of this store share it.
     package let bootWrites: GroupCommit<BootWrite, RegistrationStatus>
 
+    /// With more than one MeterValues slot, a further one starts a batch while another writes only
+    /// once this many MeterValues wait. At 4,300 msg/s (1,000 chargers) batches of ~70 readings
+    /// followed each other on one slot, and a reading waited for the batch being written and then
+    /// for its own: with a second slot the MeterValues' median round trip went from 2.7 times
+    /// Authorize's (a read, no batch) in the same run to 2.1 times (6 runs each; BENCHMARKS.md,
+    /// 2026-11-27). Taken at once by any reading that found the first busy, a second slot wrote
+    /// batches of one or two at 1,000 msg/s, a statement each, for half a core of PostgreSQL.
+    public static let meterValuesForAnotherSlot = 16
+
     /// MeterValues batches write on `meterValueConnections` (one slot per concurrent batch) when
     /// given, else through the pool; items written alone always go through the pool.
     public init(
         client: PostgresClient, logger: Logger, provisionOnBoot: Bool = true, sessionInterruptGraceSeconds: Int = 60,
-        meterValueConnections: PinnedConnections? = nil, meterValueSlots: Int = 1, statusConnections: PinnedConnections? = nil,
+        meterValueConnections: PinnedConnections? = nil, meterValueSlots: Int = 1,
+        meterValuesForAnotherSlot: Int = PostgresCentralSystemStore.meterValuesForAnotherSlot, statusConnections: PinnedConnections? = nil,
         bootConnections: PinnedConnections? = nil
     ) {
         precondition(meterValueConnections.map { $0.count >= meterValueSlots } ?? true, "a pinned connection per slot")
@@ -43,7 +53,9 @@ public struct PostgresCentralSystemStore: CentralSystemStore {
         self.logger = logger
         self.provisionOnBoot = provisionOnBoot
         self.sessionInterruptGraceSeconds = sessionInterruptGraceSeconds
-        self.meterValueWrites = GroupCommit(configuration: .init(maximumConcurrentWrites: meterValueSlots)) { writes, slot in
+        self.meterValueWrites = GroupCommit(
+            configuration: .init(maximumConcurrentWrites: meterValueSlots, pendingForAnotherSlot: meterValuesForAnotherSlot)
+        ) { writes, slot in
             try await Self.recordMeterValues(writes, slot: slot, pinned: meterValueConnections, client: client, logger: logger)
         }
         // Without pinned connections, no batches (no caller waits: each is written alone through the pool).

@@ -119,6 +119,50 @@ import Testing
         #expect(batches.writingCount == 0)
     }
 
+    /// With `pendingForAnotherSlot`, a caller that finds a write running waits even when a slot is
+    /// free, until that many wait: then they all go in a batch on the free slot, without waiting for
+    /// the running write. (A second slot taken by every caller that found the first busy wrote
+    /// batches of one or two at a moderate load, a statement each.)
+    @Test func aFurtherSlotStartsOnlyOnceEnoughCallersWait() async throws {
+        let releaseFirst = Latch(), releaseSecond = Latch()
+        let written = Shared<[(items: [Int], slot: Int?)]>([])
+        let batches = GroupCommit<Int, Void>(configuration: .init(maximumConcurrentWrites: 2, pendingForAnotherSlot: 4)) { items, slot in
+            written.withLock { $0.append((items, slot)) }
+            if items == [0] { await releaseFirst.wait() } else { await releaseSecond.wait() }
+        }
+        let answered = Shared(0)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await batches.submit(0); answered.withLock { $0 += 1 } }
+            do {
+                try await eventually(timeout: .seconds(60), "the first write runs") { batches.writingCount == 1 }
+                for i in 1...3 { group.addTask { try await batches.submit(i); answered.withLock { $0 += 1 } } }
+                try await eventually(timeout: .seconds(60), "3 wait") { batches.pendingCount == 3 }
+                // Three wait and a slot is free: it stays free.
+                try await Task.sleep(for: .milliseconds(50))
+                #expect(batches.writingCount == 1 && batches.pendingCount == 3)
+                group.addTask { try await batches.submit(4); answered.withLock { $0 += 1 } }
+                // The fourth makes four: the four are written together on the other slot, while the
+                // first write still runs.
+                try await eventually(timeout: .seconds(60), "the second write runs") { batches.writingCount == 2 && batches.pendingCount == 0 }
+                #expect(answered.withLock { $0 } == 0)
+                await releaseSecond.open()
+                try await eventually(timeout: .seconds(60), "the four are answered") { answered.withLock { $0 } == 4 }
+                #expect(batches.writingCount == 1)
+                await releaseFirst.open()
+            } catch {
+                await releaseFirst.open(); await releaseSecond.open()
+                throw error
+            }
+            try await group.waitForAll()
+        }
+        let writes = written.withLock { $0 }
+        #expect(writes.count == 2)
+        #expect(writes.first?.items == [0])
+        #expect(writes.last?.items.sorted() == [1, 2, 3, 4])
+        #expect(Set(writes.map(\.slot)) == [0, 1])
+        #expect(batches.writingCount == 0 && batches.pendingCount == 0)
+    }
+
     /// A batch that answers each item (the workflow wake-up probe is one): each caller gets the
     /// answer to its own item, whether it led the batch, waited in it, or wrote alone after a failure.
     @Test func eachCallerGetsTheResultForItsOwnItem() async throws {
@@ -466,7 +510,9 @@ import Testing
             defer { group.cancelAll() }
             try await MigrationRunner().run(on: client, logger: TestDatabase.logger)
             let store = PostgresCentralSystemStore(
-                client: client, logger: TestDatabase.logger, meterValueConnections: pinned, meterValueSlots: 2, statusConnections: statusPinned
+                client: client, logger: TestDatabase.logger, meterValueConnections: pinned, meterValueSlots: 2,
+                // A second write starts at once: the tests below hold both slots with one item each.
+                meterValuesForAnotherSlot: 1, statusConnections: statusPinned
             )
             do {
                 try await body(store, client)
