@@ -114,7 +114,7 @@ public enum ChargepathApp {
                 options: .init(startupParameters: [("plan_cache_mode", "force_generic_plan")], applicationName: "chargepath \(name)"), logger: logger
             )
         }
-        // Two for MeterValues: under load the next batch starts while the last commits
+        // Four for MeterValues: under load the next batches start while the last commits
         // (`PostgresCentralSystemStore.meterValuesForAnotherSlot`).
         let meterValueConnections = try pinned("meter values", count: Self.meterValueSlots)
         let probeConnections = try pinned("workflow probes")
@@ -311,16 +311,16 @@ public enum ChargepathApp {
 
 extension ChargepathApp {
     /// Open files a node keeps besides its chargers' sockets: its operator API connections (at
-    /// most `maximumAPIConnections`), its database pool and the seven pinned connections beside
-    /// it, and 95 for the rest: the refused sockets each port keeps open while their 503 is read (16
+    /// most `maximumAPIConnections`), its database pool and the nine pinned connections beside
+    /// it, and 93 for the rest: the refused sockets each port keeps open while their 503 is read (16
     /// each, `ConnectionSlots.maximumLingering`), standard streams, the event loops' descriptors,
     /// the embedded cluster's pipes, libdispatch's reads of `/proc`. 250 by default.
     static func filesBesideChargers(_ configuration: ChargepathConfiguration) -> Int {
-        configuration.maximumAPIConnections + configuration.databasePoolSize + pinnedConnections + 95
+        configuration.maximumAPIConnections + configuration.databasePoolSize + pinnedConnections + 93
     }
 
     /// MeterValues' group-commit slots, each on a pinned connection.
-    static let meterValueSlots = 2
+    static let meterValueSlots = 4
     /// The database connections outside the pool: MeterValues' slots, and one each for workflow
     /// probes, StatusNotifications, admission, connection rows and boots.
     static let pinnedConnections = meterValueSlots + 5
