@@ -35,8 +35,8 @@ public struct PostgresCentralSystemStore: CentralSystemStore {
     /// once this many MeterValues wait. With one slot, batches of ~70 readings followed each other
     /// at 4,300 msg/s (1,000 chargers), and a reading waited for the batch being written and then
     /// for its own. With 2 and 4 slots the MeterValues' median round trip at ~5,000 msg/s went
-    /// from 2.7–2.8 times Authorize's (a read, no batch) in the same run to 2.0 and 1.6 times, and
-    /// the saturated rate of 1,000 chargers rose by about a fifth (BENCHMARKS.md, 2026-11-27).
+    /// from 2.7–2.9 times Authorize's (a read, no batch) in the same run to 2.0 and 1.6 times
+    /// (BENCHMARKS.md, 2026-11-27; the absolute figures drift with this machine's speed by more).
     /// Taken at once by any reading that found the first busy, a second slot wrote batches of one
     /// or two at 1,000 msg/s, a statement each, for half a core of PostgreSQL; with 16 to wait for,
     /// PostgreSQL's CPU at 1,000 msg/s is what it was with one slot.
