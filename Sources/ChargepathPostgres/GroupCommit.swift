@@ -8,7 +8,9 @@ import Synchronization
 /// (alone, so a quiet system waits for nothing); callers that come while every slot is busy queue up,
 /// and when a write returns, the oldest of them takes over the slot with everything queued behind it
 /// (up to `maximumBatchSize`): the next batch fills while the previous one commits, so the batch size
-/// follows the load by itself.
+/// follows the load by itself. With `pendingForAnotherSlot` above 1, callers that come while one
+/// slot writes queue up even when another is free, until that many wait; then they take the free
+/// slot together.
 ///
 /// - A failed batch loses no one's item: every caller in it (even one alone in it) writes its item
 ///   again, alone (in its own task, outside the slots), so only a bad item's caller sees an error.
