@@ -49,7 +49,6 @@ final class ChargePointEngine {
     let endpoint: WebSocketEndpoint
     let transportOptions: TransportOptions
     let group: any EventLoopGroup
-    let timerLoop: any EventLoop
     let logger: Logger
     let box: SnapshotBox
     let inbound: AsyncStream<String>.Continuation?
@@ -100,7 +99,7 @@ final class ChargePointEngine {
 
     // Timer
     var wakeSequence: UInt64 = 0
-    /// The wakes asked of `wakes` that have not come yet, at most `maxArmedWakes` (see `scheduleWake`).
+    /// The wakes asked of `wakes` (the wheel of the charger's loop) that have not come yet, at most `maxArmedWakes` (see `scheduleWake`).
     var armedWakes: [(at: Instant, seq: UInt64)] = []
     static let maxArmedWakes = 3
     let wakes: WakeWheel
@@ -149,8 +148,7 @@ final class ChargePointEngine {
         self.scenario = scenario
         self.rateLimiter = rateLimiter
         self.group = group
-        self.timerLoop = group.next()
-        self.wakes = WakeWheel.of(timerLoop)
+        self.wakes = WakeWheel.of(group.next())
         var logger = logger
         logger[metadataKey: "ocpp.charge_point"] = .string(config.identity)
         self.logger = logger
