@@ -224,7 +224,6 @@ final class ChargePointEngine {
     }
 
     private func shutdown() {
-        armedWakes.removeAll()
         if let connection {
             connection.channel.close(promise: nil)
             self.connection = nil
