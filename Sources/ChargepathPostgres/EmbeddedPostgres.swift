@@ -1,3 +1,4 @@
+import Crypto
 public import Foundation
 public import Logging
 
@@ -6,7 +7,10 @@ public import Logging
 /// The cluster lives under `<dataDirectory>/postgres`, listens on 127.0.0.1 only, and uses
 /// password authentication with a random password kept in `<dataDirectory>/postgres.password`
 /// (mode 0600). PostgreSQL refuses to run as root, so a root process runs the cluster as the
-/// `postgres` system user through `runuser`.
+/// `postgres` system user through `runuser`. That user cannot reach a data directory inside a
+/// folder closed to others (`/root`, or one made by `mktemp -d`, both mode 0700): a root process
+/// then keeps the cluster in `fallbackClusters`, in a folder named after the data directory's
+/// path, and everything else in the data directory as usual.
 public struct EmbeddedPostgres: Sendable {
     public struct Configuration: Sendable {
         /// Chargepath's data directory (`--data-dir`); the cluster goes into its `postgres` folder.
@@ -56,7 +60,34 @@ public struct EmbeddedPostgres: Sendable {
     static let username = "chargepath"
     static let database = "chargepath"
 
-    var clusterDirectory: URL { configuration.dataDirectory.appendingPathComponent("postgres", isDirectory: true) }
+    /// `<dataDirectory>/postgres`, or, when we are root and the cluster's user cannot pass through
+    /// every folder on the data directory's path, a folder of `fallbackClusters` named after that
+    /// path (the same one at every start).
+    var clusterDirectory: URL {
+        guard clusterIsElsewhere else { return configuration.dataDirectory.appendingPathComponent("postgres", isDirectory: true) }
+        let path = configuration.dataDirectory.standardizedFileURL.resolvingSymlinksInPath().path
+        let digest = Insecure.MD5.hash(data: Data(path.utf8)).prefix(8).map { String(format: "%02x", $0) }.joined()
+        return Self.fallbackClusters.appendingPathComponent(digest, isDirectory: true)
+    }
+
+    /// Whether the cluster lives in `fallbackClusters` (see `clusterDirectory`).
+    var clusterIsElsewhere: Bool { runsAsRoot && !Self.othersCanPass(toward: configuration.dataDirectory) }
+
+    /// Where a root process keeps the clusters of data directories the cluster's user cannot reach.
+    static let fallbackClusters = URL(fileURLWithPath: "/var/lib/chargepath/clusters", isDirectory: true)
+
+    /// Whether every existing folder on the way to `directory` (itself included) lets others pass
+    /// (o+x). The cluster's user is one of the others to a root process's folders.
+    static func othersCanPass(toward directory: URL) -> Bool {
+        var url = directory.standardizedFileURL.resolvingSymlinksInPath()
+        while true {
+            var info = stat()
+            if stat(url.path, &info) == 0, info.st_mode & S_IXOTH == 0 { return false }
+            let parent = url.deletingLastPathComponent()
+            if parent.path == url.path { return true }
+            url = parent
+        }
+    }
     var passwordFile: URL { configuration.dataDirectory.appendingPathComponent("postgres.password") }
     var portFile: URL { configuration.dataDirectory.appendingPathComponent("postgres.port") }
     var logFile: URL { clusterDirectory.appendingPathComponent("server.log") }
@@ -122,12 +153,18 @@ public struct EmbeddedPostgres: Sendable {
         if fileManager.fileExists(atPath: clusterDirectory.path) {
             try fileManager.removeItem(at: clusterDirectory)
         }
+        if clusterIsElsewhere {
+            logger.info("The cluster's user cannot reach the data directory; the cluster goes elsewhere",
+                        metadata: ["db.data_dir": "\(configuration.dataDirectory.path)", "db.cluster_dir": "\(clusterDirectory.path)"])
+            try fileManager.createDirectory(at: clusterDirectory.deletingLastPathComponent(), withIntermediateDirectories: true,
+                                            attributes: [.posixPermissions: 0o755])
+        }
         try fileManager.createDirectory(at: clusterDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let password = Self.randomPassword()
         let port = try configuration.port ?? FreePort.find()
         // initdb reads the superuser's password from a file the cluster user can read; it is removed afterwards.
         // (Next to the cluster, not in it: initdb wants an empty directory.)
-        let initPasswordFile = configuration.dataDirectory.appendingPathComponent(".initdb-password")
+        let initPasswordFile = clusterDirectory.deletingLastPathComponent().appendingPathComponent(".initdb-password-\(clusterDirectory.lastPathComponent)")
         fileManager.createFile(atPath: initPasswordFile.path, contents: Data((password + "\n").utf8), attributes: [.posixPermissions: 0o600])
         if runsAsRoot {
             try await Subprocess.run("/bin/chown", ["-R", configuration.systemUserWhenRoot, clusterDirectory.path, initPasswordFile.path])
@@ -198,7 +235,7 @@ public struct EmbeddedPostgres: Sendable {
         var script = "while [ -d /proc/\(pid) ]; do sleep 1; done; "
             + "if [ \"$(head -n 1 '\(pidFile)' 2>/dev/null)\" = '\(postmaster)' ]; then \(stopAsClusterUser); fi"
         if configuration.removeWhenProcessExits {
-            script += "; rm -rf '\(configuration.dataDirectory.path)'"
+            script += "; rm -rf '\(configuration.dataDirectory.path)' '\(clusterDirectory.path)'"
         }
         try Subprocess.spawnDetached("/usr/bin/setsid", ["/bin/sh", "-c", script])
     }

@@ -1,5 +1,5 @@
 import Chargepath
-import ChargepathPostgres
+@testable import ChargepathPostgres
 import Foundation
 import Testing
 
@@ -52,5 +52,42 @@ import Testing
             throw error
         }
         try? FileManager.default.removeItem(at: directory)
+    }
+
+    /// `swift run chargepath serve` by root in a clone inside a folder closed to others (`/root`,
+    /// `mktemp -d`): the cluster's user could not reach the data directory and the server stopped
+    /// with an error. Now the cluster goes where that user can reach it, and the rest stays.
+    @Test func rootsDataDirectoryInAClosedFolderStillGetsItsDatabase() async throws {
+        let closed = URL(fileURLWithPath: NSTemporaryDirectory())
+            .appendingPathComponent("chargepath-tests-closed-\(UInt32.random(in: 0 ... .max))", isDirectory: true)
+        try FileManager.default.createDirectory(at: closed, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let directory = closed.appendingPathComponent(".chargepath", isDirectory: true)
+        let postgres = EmbeddedPostgres(configuration: .init(dataDirectory: directory), logger: TestDatabase.logger)
+        let cluster = postgres.clusterDirectory  // decided while the closed folder exists
+        defer {
+            try? FileManager.default.removeItem(at: closed)
+            try? FileManager.default.removeItem(at: cluster)
+        }
+        do {
+            let endpoint = try await postgres.start().databaseEndpoint
+            #expect(await Self.answers(endpoint))
+            if geteuid() == 0 {
+                #expect(postgres.clusterIsElsewhere)
+                #expect(postgres.clusterDirectory.path.hasPrefix(EmbeddedPostgres.fallbackClusters.path))
+                #expect(!FileManager.default.fileExists(atPath: directory.appendingPathComponent("postgres").path))
+            } else {
+                #expect(!postgres.clusterIsElsewhere)
+            }
+            // The password and port stay in the data directory: a second start finds the same cluster.
+            #expect(FileManager.default.fileExists(atPath: directory.appendingPathComponent("postgres.password").path))
+            try await postgres.stop()
+            let again = try await postgres.start().databaseEndpoint
+            #expect(again.port == endpoint.port)
+            #expect(await Self.answers(again))
+            try await postgres.stop()
+        } catch {
+            try? await postgres.stop()
+            throw error
+        }
     }
 }
