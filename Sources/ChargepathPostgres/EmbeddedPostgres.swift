@@ -10,7 +10,9 @@ public import Logging
 /// `postgres` system user through `runuser`. That user cannot reach a data directory inside a
 /// folder closed to others (`/root`, or one made by `mktemp -d`, both mode 0700): a root process
 /// then keeps the cluster in `fallbackClusters`, in a folder named after the data directory's
-/// path, and everything else in the data directory as usual.
+/// path, and everything else in the data directory as usual, with `postgres.cluster` naming the
+/// cluster (so a moved data directory keeps it). Clusters there whose data directory is gone are
+/// listed at start, not deleted.
 public struct EmbeddedPostgres: Sendable {
     public struct Configuration: Sendable {
         /// Chargepath's data directory (`--data-dir`); the cluster goes into its `postgres` folder.
@@ -60,10 +62,14 @@ public struct EmbeddedPostgres: Sendable {
     static let username = "chargepath"
     static let database = "chargepath"
 
-    /// `<dataDirectory>/postgres`, or, when we are root and the cluster's user cannot pass through
-    /// every folder on the data directory's path, a folder of `fallbackClusters` named after that
-    /// path (the same one at every start).
+    /// The cluster the data directory's `postgres.cluster` names, if it is one of `fallbackClusters`
+    /// and exists; otherwise `<dataDirectory>/postgres`, or, when we are root and the cluster's user
+    /// cannot pass through every folder on the data directory's path, a folder of
+    /// `fallbackClusters` named after that path. The recorded name comes first so that a data
+    /// directory that moved (its path, so its folder's name, changed) or whose folders were opened
+    /// to others keeps its database: before, it silently got a new, empty cluster.
     var clusterDirectory: URL {
+        if let recorded = recordedCluster { return recorded }
         guard clusterIsElsewhere else { return configuration.dataDirectory.appendingPathComponent("postgres", isDirectory: true) }
         let path = configuration.dataDirectory.standardizedFileURL.resolvingSymlinksInPath().path
         let digest = Insecure.MD5.hash(data: Data(path.utf8)).prefix(8).map { String(format: "%02x", $0) }.joined()
@@ -71,10 +77,64 @@ public struct EmbeddedPostgres: Sendable {
     }
 
     /// Whether the cluster lives in `fallbackClusters` (see `clusterDirectory`).
-    var clusterIsElsewhere: Bool { runsAsRoot && !Self.othersCanPass(toward: configuration.dataDirectory) }
+    var clusterIsElsewhere: Bool {
+        recordedCluster != nil || (runsAsRoot && !Self.othersCanPass(toward: configuration.dataDirectory))
+    }
 
     /// Where a root process keeps the clusters of data directories the cluster's user cannot reach.
     static let fallbackClusters = URL(fileURLWithPath: "/var/lib/chargepath/clusters", isDirectory: true)
+
+    /// `<dataDirectory>/postgres.cluster`: the folder of `fallbackClusters` that holds this data
+    /// directory's cluster (written when it is created there, and at each start).
+    var clusterPointerFile: URL { configuration.dataDirectory.appendingPathComponent("postgres.cluster") }
+
+    /// Beside a cluster of `fallbackClusters` (`<name>.data-directory`): the path of the data
+    /// directory it belongs to, rewritten at each start, so that a cluster whose data directory
+    /// is gone can be told from one in use.
+    static func ownerFile(of cluster: URL) -> URL {
+        cluster.deletingLastPathComponent().appendingPathComponent(cluster.lastPathComponent + ".data-directory")
+    }
+
+    var recordedCluster: URL? {
+        guard let text = try? String(contentsOf: clusterPointerFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines),
+            !text.isEmpty
+        else { return nil }
+        let cluster = URL(fileURLWithPath: text, isDirectory: true).standardizedFileURL
+        guard cluster.deletingLastPathComponent().path == Self.fallbackClusters.standardizedFileURL.path,
+            FileManager.default.fileExists(atPath: cluster.appendingPathComponent("PG_VERSION").path)
+        else { return nil }
+        return cluster
+    }
+
+    /// Records, both ways, that the cluster in `fallbackClusters` belongs to this data directory.
+    func recordFallbackCluster() throws {
+        guard clusterIsElsewhere else { return }
+        let cluster = clusterDirectory
+        try Data((cluster.path + "\n").utf8).write(to: clusterPointerFile, options: .atomic)
+        let owner = configuration.dataDirectory.standardizedFileURL.resolvingSymlinksInPath().path
+        try Data((owner + "\n").utf8).write(to: Self.ownerFile(of: cluster), options: .atomic)
+    }
+
+    /// The clusters of `fallbackClusters` whose data directory no longer names them (it was
+    /// deleted, or moved and then started elsewhere), with the data directory each was made for.
+    /// They are reported, not deleted: a data directory moved and not started since still names
+    /// its cluster, from a path nobody can guess.
+    static func orphanedClusters(in folder: URL = fallbackClusters) -> [(cluster: URL, dataDirectory: String)] {
+        let fileManager = FileManager.default
+        guard let names = try? fileManager.contentsOfDirectory(atPath: folder.path) else { return [] }
+        return names.sorted().compactMap { name in
+            guard name.hasSuffix(".data-directory") else { return nil }
+            let cluster = folder.appendingPathComponent(String(name.dropLast(".data-directory".count)), isDirectory: true)
+            guard fileManager.fileExists(atPath: cluster.path),
+                let owner = try? String(contentsOf: folder.appendingPathComponent(name), encoding: .utf8)
+                    .trimmingCharacters(in: .whitespacesAndNewlines)
+            else { return nil }
+            let pointer = URL(fileURLWithPath: owner, isDirectory: true).appendingPathComponent("postgres.cluster")
+            let named = (try? String(contentsOf: pointer, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+            guard named.map({ URL(fileURLWithPath: $0).standardizedFileURL.path }) != cluster.standardizedFileURL.path else { return nil }
+            return (cluster, owner)
+        }
+    }
 
     /// Whether every existing folder on the way to `directory` (itself included) lets others pass
     /// (o+x). The cluster's user is one of the others to a root process's folders.
@@ -122,6 +182,15 @@ public struct EmbeddedPostgres: Sendable {
             logger.info("Starting the embedded PostgreSQL", metadata: ["db.data_dir": "\(clusterDirectory.path)", "db.port": "\(port)"])
             // A stale postmaster.pid from a killed cluster is handled by PostgreSQL itself.
             try await runAsClusterUser(tools.pgCtl, ["-D", clusterDirectory.path, "-l", logFile.path, "-w", "-t", "120", "start"])
+        }
+        if clusterIsElsewhere {
+            try recordFallbackCluster()
+            let orphans = Self.orphanedClusters()
+            if !orphans.isEmpty {
+                logger.notice(
+                    "Embedded PostgreSQL clusters whose data directory is gone; remove them if nothing of theirs is needed",
+                    metadata: ["db.orphaned_clusters": .array(orphans.map { "\($0.cluster.path) (made for \($0.dataDirectory))" })])
+            }
         }
         if let pid = configuration.stopWhenProcessExits {
             try startWatchdog(tools: tools, pid: pid)
@@ -236,6 +305,7 @@ public struct EmbeddedPostgres: Sendable {
             + "if [ \"$(head -n 1 '\(pidFile)' 2>/dev/null)\" = '\(postmaster)' ]; then \(stopAsClusterUser); fi"
         if configuration.removeWhenProcessExits {
             script += "; rm -rf '\(configuration.dataDirectory.path)' '\(clusterDirectory.path)'"
+            if clusterIsElsewhere { script += " '\(Self.ownerFile(of: clusterDirectory).path)'" }
         }
         try Subprocess.spawnDetached("/usr/bin/setsid", ["/bin/sh", "-c", script])
     }

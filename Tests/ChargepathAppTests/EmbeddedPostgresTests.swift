@@ -67,6 +67,7 @@ import Testing
         defer {
             try? FileManager.default.removeItem(at: closed)
             try? FileManager.default.removeItem(at: cluster)
+            try? FileManager.default.removeItem(at: EmbeddedPostgres.ownerFile(of: cluster))
         }
         do {
             let endpoint = try await postgres.start().databaseEndpoint
@@ -89,5 +90,71 @@ import Testing
             try? await postgres.stop()
             throw error
         }
+    }
+
+    /// A data directory whose cluster lives in `fallbackClusters` (root, a folder closed to others)
+    /// and that is moved, as a clone is renamed: its cluster was found by the data directory's
+    /// path, so the next start made a new, empty cluster and the database seemed gone. Now the data
+    /// directory names its cluster (`postgres.cluster`) and keeps it.
+    @Test func aMovedDataDirectoryKeepsItsDatabase() async throws {
+        let closed = URL(fileURLWithPath: NSTemporaryDirectory())
+            .appendingPathComponent("chargepath-tests-moved-\(UInt32.random(in: 0 ... .max))", isDirectory: true)
+        try FileManager.default.createDirectory(at: closed, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let before = closed.appendingPathComponent("clone/.chargepath", isDirectory: true)
+        let after = closed.appendingPathComponent("renamed-clone/.chargepath", isDirectory: true)
+        let first = EmbeddedPostgres(configuration: .init(dataDirectory: before), logger: TestDatabase.logger)
+        let cluster = first.clusterDirectory
+        defer {
+            try? FileManager.default.removeItem(at: closed)
+            try? FileManager.default.removeItem(at: cluster)
+            try? FileManager.default.removeItem(at: EmbeddedPostgres.ownerFile(of: cluster))
+        }
+        let second = EmbeddedPostgres(configuration: .init(dataDirectory: after), logger: TestDatabase.logger)
+        do {
+            let endpoint = try await first.start().databaseEndpoint
+            try await TestDatabase.execute("CREATE TABLE kept (x integer)", on: endpoint)
+            try await first.stop()
+            try FileManager.default.moveItem(at: closed.appendingPathComponent("clone"), to: closed.appendingPathComponent("renamed-clone"))
+
+            let again = try await second.start().databaseEndpoint
+            #expect(second.clusterDirectory.path == cluster.path)
+            #expect(again.port == endpoint.port)
+            // Throws on a new cluster, where the table does not exist.
+            try await TestDatabase.execute("SELECT x FROM kept", on: again)
+            if geteuid() == 0 {
+                // The cluster now records its data directory's new path: it is nobody's orphan.
+                #expect(!EmbeddedPostgres.orphanedClusters().contains { $0.cluster.path == cluster.path })
+            }
+            try await second.stop()
+        } catch {
+            try? await first.stop()
+            try? await second.stop()
+            throw error
+        }
+    }
+
+    /// Clusters of `fallbackClusters` whose data directory is gone, or names another cluster, are
+    /// reported at start (with the data directory each was made for); the one in use is not.
+    @Test func clustersWhoseDataDirectoryIsGoneAreReportedAsOrphans() throws {
+        let fileManager = FileManager.default
+        let root = URL(fileURLWithPath: NSTemporaryDirectory())
+            .appendingPathComponent("chargepath-tests-orphans-\(UInt32.random(in: 0 ... .max))", isDirectory: true)
+        defer { try? fileManager.removeItem(at: root) }
+        let clusters = root.appendingPathComponent("clusters", isDirectory: true)
+        let inUse = root.appendingPathComponent("in-use", isDirectory: true)
+        for name in ["a", "b", "c"] {
+            try fileManager.createDirectory(at: clusters.appendingPathComponent(name), withIntermediateDirectories: true)
+        }
+        try fileManager.createDirectory(at: inUse, withIntermediateDirectories: true)
+        func write(_ text: String, _ url: URL) throws { try Data((text + "\n").utf8).write(to: url) }
+        try write(clusters.appendingPathComponent("a").path, inUse.appendingPathComponent("postgres.cluster"))
+        try write(inUse.path, clusters.appendingPathComponent("a.data-directory"))  // in use
+        try write(root.appendingPathComponent("deleted-clone").path, clusters.appendingPathComponent("b.data-directory"))  // gone
+        try write(inUse.path, clusters.appendingPathComponent("c.data-directory"))  // its data directory names another cluster
+        try write(inUse.path, clusters.appendingPathComponent("d.data-directory"))  // no cluster left: nothing to report
+
+        let orphans = EmbeddedPostgres.orphanedClusters(in: clusters)
+        #expect(orphans.map(\.cluster.lastPathComponent) == ["b", "c"])
+        #expect(orphans.first?.dataDirectory == root.appendingPathComponent("deleted-clone").path)
     }
 }
