@@ -31,6 +31,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-crypto.git", "3.9.0" ..< "5.0.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         // Already in the graph (SwiftNIO's Deque); Chargepath's deadlines use its Heap.
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
         // The in-test central system that the simulator tests talk to.
@@ -96,6 +97,7 @@ let package = Package(
             dependencies: [
                 "Chargepath", "OCPPCore", "OCPP16", "ChargepathWorkflows", "EventLoopExecutor",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

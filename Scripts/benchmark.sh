@@ -265,6 +265,13 @@ cpu_snapshot() {
 # above PER_SIMULATOR chargers; fleets above 2,000 connect from 40 source addresses per process)
 # and leaves NAME.<n>.json/.status. Charger ids are <PREFIX><n>-<number>.
 SIM_JSON=(); SIM_STATUS=()
+# scrape_metrics FILE: Chargepath's /metrics into FILE (nothing for the other systems).
+scrape_metrics() {
+    rm -f "$1"
+    [ "${CURRENT_SYSTEM:-}" = chargepath ] || return 0
+    curl -sf -H "Authorization: Bearer $CP_TOKEN" "http://127.0.0.1:$CP_API_PORT/metrics" > "$1" || rm -f "$1"
+}
+
 simulate() {
     local name="$1" prefix="$2" chargers="$3"; shift 3
     local procs=$(( (chargers + PER_SIMULATOR - 1) / PER_SIMULATOR )) p n left=$chargers rc=0
@@ -280,11 +287,13 @@ simulate() {
     done
     # Where the CPU goes between CPU_FROM and CPU_TO seconds into the run (after the warm-up):
     # cores used by the server, PostgreSQL, the simulator, and everything else on the machine.
+    # Chargepath's own /metrics at both ends of that window: the server's share of the round trip
+    # (its handling time, from the frame read to the answer written), beside what the simulator saw.
     CPU_FIGURES=""
     if [ -n "${CPU_FROM:-}" ]; then
         local a b
-        sleep "$CPU_FROM"; a=$(cpu_snapshot)
-        sleep "$(awk -v f="$CPU_FROM" -v t="$CPU_TO" 'BEGIN {print t - f}')"; b=$(cpu_snapshot)
+        sleep "$CPU_FROM"; a=$(cpu_snapshot); scrape_metrics "$name.metrics.from"
+        sleep "$(awk -v f="$CPU_FROM" -v t="$CPU_TO" 'BEGIN {print t - f}')"; b=$(cpu_snapshot); scrape_metrics "$name.metrics.to"
         CPU_FIGURES=$(echo "$a $b" | awk -v hz="$CLK_TCK" '{
             dt = $10 - $5; if (dt <= 0) exit
             total = ($6 - $1) / hz / dt; srv = ($7 - $2) / hz / dt; pg = ($8 - $3) / hz / dt; sim = ($9 - $4) / hz / dt
@@ -310,6 +319,7 @@ one_run() {
     local system="$1" scenario="$2" rep="$3" prefix="$4" chargers="$5" warmup="$6"; shift 6
     local base="$RUN/$scenario/$system.$rep"
     mkdir -p "$RUN/$scenario"
+    CURRENT_SYSTEM="$system"
     start_server "$system" "$base.server.log" "$BENCH/data/chargepath" || return 1
     [ "$system" = chargepath ] && case "$scenario" in sessions*) register_tags "$prefix" "$chargers" ;; esac
     CPU_BEFORE=$(cpu_ticks "$SERVER_PID")
@@ -321,8 +331,10 @@ one_run() {
         extra="$extra recorded=$(psql_cp "$SERVER_DATA" -c "SELECT count(*) FROM charge_points WHERE charge_point_id LIKE '$prefix%' AND last_boot_at IS NOT NULL")"
     fi
     # shellcheck disable=SC2086
+    local metrics=()
+    [ -f "$base.metrics.from" ] && [ -f "$base.metrics.to" ] && metrics=(--metrics "$base.metrics.from" "$base.metrics.to")
     python3 "$REPORT" sim --results "$RESULTS" --system "$system" --scenario "$scenario" --rep "$rep" \
-        --warmup "$warmup" --json "${SIM_JSON[@]}" --status "${SIM_STATUS[@]}" --extra $extra > "$base.figures.json"
+        --warmup "$warmup" --json "${SIM_JSON[@]}" --status "${SIM_STATUS[@]}" "${metrics[@]}" --extra $extra > "$base.figures.json"
     log "  $(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print("steady %s calls/s, p99 %s ms, accepted %s/%s, all accepted after %s s, failures %s, RSS %s MiB" % (round(r["steady_calls_per_s"] or 0), r.get("lat_p99_ms"), r["boot_accepted"], r["chargers"], r.get("all_accepted_s"), r["connect_failures"] + r["failed_calls"], r.get("rss_mib")))' "$base.figures.json")"
     stop_server
 }

@@ -100,6 +100,10 @@ def cmd_sim(a):
     for kv in a.extra or []:
         k, _, v = kv.partition("=")
         rec[k] = num(v)
+    if a.metrics:
+        served = server_handling(*a.metrics)
+        if served:
+            rec.update(served)
     rate = rec["steady_calls_per_s"]
     if "server_cores" in rec:
         rec["sut_cores"] = rec["server_cores"] + rec.get("pg_cores", 0) + rec.get("sim_cores", 0)
@@ -108,6 +112,45 @@ def cmd_sim(a):
             rec[k + "_us_per_call"] = rec[k + "_cores"] * 1e6 / rate
     append(a.results, rec)
     print(json.dumps(rec, sort_keys=True))
+
+
+def handling_buckets(path):
+    """The cumulative buckets of chargepath_ocpp_call_duration_seconds in a /metrics scrape, all
+    actions together: {upper bound in s: count}."""
+    buckets = {}
+    for line in open(path):
+        if not line.startswith("chargepath_ocpp_call_duration_seconds_bucket{"):
+            continue
+        labels, _, value = line.rpartition(" ")
+        le = labels.split('le="', 1)[1].split('"', 1)[0]
+        bound = float("inf") if le == "+Inf" else float(le)
+        buckets[bound] = buckets.get(bound, 0) + float(value)
+    return buckets
+
+
+def server_handling(before, after):
+    """The server's handling time between two scrapes: the median and p99 in ms, interpolated
+    within the bucket as Prometheus' histogram_quantile does, and the CALLs counted."""
+    a, b = handling_buckets(before), handling_buckets(after)
+    bounds = sorted(b)
+    counts = [b[x] - a.get(x, 0) for x in bounds]
+    if not counts or counts[-1] <= 0:
+        return None
+    total = counts[-1]
+
+    def quantile(q):
+        rank = q * total
+        lower, below = 0.0, 0.0
+        for bound, count in zip(bounds, counts):
+            if count >= rank:
+                if bound == float("inf"):
+                    return lower * 1000
+                inside = count - below
+                return (lower + (bound - lower) * ((rank - below) / inside if inside else 1)) * 1000
+            lower, below = bound, count
+        return None
+
+    return {"server_p50_ms": quantile(0.5), "server_p99_ms": quantile(0.99), "server_calls": total}
 
 
 def num(v):
@@ -235,19 +278,24 @@ def cmd_table(a):
         "≥5× peer, ≥60% ceiling",
         lambda cp, peer, echo: yes((peer is None or cp >= 5 * peer) and (echo is None or cp >= 0.6 * echo)))
     row("heartbeat", "p99 round trip, ms", "lat_p99_ms", ratios=False)
+    row("heartbeat", "server's p99 handling time (its /metrics), ms", "server_p99_ms", ratios=False)
     row("heartbeat", "server RSS at end, MiB", "rss_mib", ratios=False)
     cpu_rows("heartbeat")
     row("sessions-max", "msg/s sustained (MeterValues saturated)", "steady_calls_per_s", "≥10,000 msg/s",
         lambda cp, peer, echo: yes(cp >= 10_000))
     row("sessions-max", "p99 round trip at saturation, ms", "lat_p99_ms", ratios=False)
+    row("sessions-max", "server's p99 handling time (its /metrics), ms", "server_p99_ms", ratios=False)
     cpu_rows("sessions-max")
     row("sessions-half", "msg/s achieved (~5,000 offered)", "steady_calls_per_s", ratios=False)
     row("sessions-half", "p99 round trip, ms", "lat_p99_ms", "< 25 ms",
         lambda cp, peer, echo: yes(cp < 25), ratios=False)
+    row("sessions-half", "server's median handling time (its /metrics), ms", "server_p50_ms", ratios=False)
+    row("sessions-half", "server's p99 handling time (its /metrics), ms", "server_p99_ms", ratios=False)
     row("sessions-half", "round-trip timeouts + failures", "failed_calls", ratios=False)
     row("sessions-half", "other processes' CPU (noise), cores", "other_cores", ratios=False)
     row("sessions-1s", "msg/s (MeterValues every 1 s)", "steady_calls_per_s", ratios=False)
     row("sessions-1s", "p99 round trip, ms", "lat_p99_ms", ratios=False)
+    row("sessions-1s", "server's p99 handling time (its /metrics), ms", "server_p99_ms", ratios=False)
     bs = meta.get("boot_storm_chargers", "")
     row("boot-storm", f"s until all {bs} Accepted", "all_accepted_s", "< 10 s",
         lambda cp, peer, echo: yes(cp < 10), ratios=False)
@@ -304,6 +352,7 @@ def main():
     s.add_argument("--status", nargs="+", required=True)
     s.add_argument("--warmup", type=float, default=0)
     s.add_argument("--extra", nargs="*")
+    s.add_argument("--metrics", nargs=2, help="Chargepath's /metrics at the start and end of the measured window")
     k = sub.add_parser("kv")
     for x in ("results", "system", "scenario"):
         k.add_argument("--" + x, required=True)

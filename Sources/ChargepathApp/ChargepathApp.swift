@@ -101,6 +101,7 @@ public enum ChargepathApp {
             return logger
         }()
         let registry = ConnectionRegistry()
+        let metrics = ServerMetrics()
         let migrations = MigrationRunner()
         let ports = PortCollector(nodeID: nodeID, onRunning: onRunning)
 
@@ -141,7 +142,8 @@ public enum ChargepathApp {
             sessions: OCPP16SessionFactory(
                 handler: OCPP16Handler(store: store, configuration: configuration.ocpp16),
                 workflows: workflows,
-                configuration: configuration.sessions
+                configuration: configuration.sessions,
+                metrics: metrics
             ),
             workflows: workflows
         )
@@ -201,6 +203,7 @@ public enum ChargepathApp {
             }
         )
         api.history = HistoryAPI(store: PostgresHistoryStore(client: client, logger: logger), connections: repository)
+        api.metrics = metrics
         let apiApp = Application(
             router: api.buildRouter(),
             server: BoundedHTTPChannel.server(maximumConnections: configuration.maximumAPIConnections),
@@ -273,6 +276,7 @@ public enum ChargepathApp {
             readiness: { .success(()) }
         )
         api.history = HistoryAPI(store: PostgresHistoryStore(client: client, logger: logger), connections: repository)
+        api.metrics = ServerMetrics()
         return api.buildRouter().routes.map { route in
             let path = route.path.description.split(separator: "/").map { segment in
                 segment.hasPrefix(":") ? "{\(segment.dropFirst())}" : String(segment)

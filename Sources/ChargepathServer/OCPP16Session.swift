@@ -74,6 +74,8 @@ final class OCPP16Session: ChargerSession {
         var callQueueCapacity: Int
         /// How long handling one CALL may take (mostly: the database) before the charger gets InternalError.
         var handlerTimeout: Duration
+        /// Where answered CALLs are counted and timed (nil: nowhere).
+        var metrics: ServerMetrics? = nil
     }
 
     private struct LoopState {
@@ -141,11 +143,13 @@ final class OCPP16Session: ChargerSession {
     }
 
     private func handleCall(id: String, action: String, payload: JSONValue, turn: MessageTurn) async {
+        let started = ContinuousClock.now
         let (lastAnswered, current) = loop.withLock { ($0.lastAnswered, $0.session) }
         if let last = lastAnswered, last.id == id, last.action == action {
             // A resent CALL (the charger missed our answer, or sent it twice): answer again, do nothing twice.
             logger.info("Answering a resent CALL again without handling it twice", metadata: ["ocpp.action": "\(action)", "ocpp.message_id": "\(id)"])
             send(last.reply)
+            count(action: action, reply: last.reply, started: started)
             return
         }
         // Until this CALL is answered, our own CALLs wait: a workflow woken by this message (a
@@ -154,7 +158,7 @@ final class OCPP16Session: ChargerSession {
         calls.withLock { $0.answering = true }
         if OCPP16Handler.answersWithoutStorage(action, state: current) {
             let answered = await respond(id: id, action: action, payload: payload, state: current)
-            answer(id: id, action: action, reply: answered.reply, state: answered.state)
+            answer(id: id, action: action, reply: answered.reply, state: answered.state, started: started)
             return
         }
         // Everything the CALL needs (validation, the handler, the database, waking workflows) is
@@ -167,23 +171,30 @@ final class OCPP16Session: ChargerSession {
             guard Self.claim(answered) else { return }
             logger.error("Could not handle a CALL in time; answering InternalError",
                          metadata: ["ocpp.action": "\(action)", "ocpp.message_id": "\(id)", "limit": "\(limit)"])
-            answer(id: id, action: action, reply: Self.error(id, .internalError, Self.storeUnavailable).encode(), state: nil)
+            answer(id: id, action: action, reply: Self.error(id, .internalError, Self.storeUnavailable).encode(), state: nil, started: started)
             turn.abandon()
         }
         let result = await respond(id: id, action: action, payload: payload, state: current)
         DeadlineSweeper.shared.remove(deadline)
         guard Self.claim(answered) else { return }
-        answer(id: id, action: action, reply: result.reply, state: result.state)
+        answer(id: id, action: action, reply: result.reply, state: result.state, started: started)
+    }
+
+    /// Counts and times an answered CALL (`ServerMetrics`); a CALLERROR's frame starts `[4,`.
+    private func count(action: String, reply: String, started: ContinuousClock.Instant) {
+        guard let metrics = configuration.metrics else { return }
+        metrics.answered(action: action, error: reply.utf8.starts(with: "[4,".utf8), duration: started.duration(to: .now))
     }
 
     /// Sends the answer to a charger's CALL, remembers it (and the session state after it, nil when
     /// unchanged), and sends the CALLs held while it was prepared.
-    private func answer(id: String, action: String, reply: String, state: OCPP16SessionState?) {
+    private func answer(id: String, action: String, reply: String, state: OCPP16SessionState?, started: ContinuousClock.Instant) {
         loop.withLock {
             if let state { $0.session = state }
             $0.lastAnswered = (id, action, reply)
         }
         send(reply)
+        count(action: action, reply: reply, started: started)
         let held = calls.withLock { state in
             state.answering = false
             defer { state.held.removeAll() }

@@ -23,11 +23,14 @@ public struct OCPP16SessionFactory: ChargerSessionFactory {
     let handler: OCPP16Handler
     let workflows: (any WorkflowEngine)?
     let configuration: Configuration
+    /// Where answered CALLs are counted and timed (`GET /metrics`); nil: nowhere.
+    let metrics: ServerMetrics?
 
-    public init(handler: OCPP16Handler, workflows: (any WorkflowEngine)? = nil, configuration: Configuration) {
+    public init(handler: OCPP16Handler, workflows: (any WorkflowEngine)? = nil, configuration: Configuration, metrics: ServerMetrics? = nil) {
         self.handler = handler
         self.workflows = workflows
         self.configuration = configuration
+        self.metrics = metrics
     }
 
     public func makeSession(chargePointID: ChargePointIdentity, version: OCPPVersion, socket: ChargerSocket, logger: Logger) -> any ChargerSession {
@@ -35,7 +38,7 @@ public struct OCPP16SessionFactory: ChargerSessionFactory {
             chargePointID: chargePointID.id, socket: socket, handler: handler, workflows: workflows,
             configuration: .init(
                 callTimeout: configuration.callTimeout, callQueueCapacity: configuration.callQueueCapacity,
-                handlerTimeout: configuration.handlerTimeout
+                handlerTimeout: configuration.handlerTimeout, metrics: metrics
             ),
             logger: logger
         )

@@ -31,6 +31,8 @@ public struct OperatorAPI: Sendable {
     let readiness: @Sendable () async -> Result<Void, any Error>
     /// The history read routes (transactions, charge points, status history), behind the token.
     public var history: HistoryAPI?
+    /// `GET /metrics` (Prometheus' text format), behind the token.
+    public var metrics: ServerMetrics?
 
     public init(
         configuration: Configuration, connections: any ConnectionRepository, registry: ConnectionRegistry, nodeID: NodeID,
@@ -60,6 +62,14 @@ public struct OperatorAPI: Sendable {
         }
         let protected = router.group().add(middleware: BearerTokenMiddleware(token: configuration.token))
         history?.addRoutes(to: protected)
+        if let metrics {
+            protected.get("metrics") { _, _ in
+                Response(
+                    status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                    body: .init(byteBuffer: ByteBuffer(bytes: metrics.exposition(connectedChargers: registry.count)))
+                )
+            }
+        }
         protected.get("@connections/:connectionId") { _, context in
             let id = try Self.connectionID(context)
             guard let record = try await connections.find(id) else { throw Self.gone(id) }

@@ -1,0 +1,73 @@
+import OCPP16
+import Prometheus
+
+/// What a node counts about the chargers' CALLs, for Prometheus (`GET /metrics` on the operator
+/// port, behind the API token):
+///
+/// - `chargepath_ocpp_calls_total{action, outcome}`: the CALLs answered, `outcome` being `result`
+///   (a CALLRESULT) or `error` (a CALLERROR: bad input, a time limit, a database away);
+/// - `chargepath_ocpp_call_duration_seconds{action}`: from the start of a CALL's handling (the
+///   frame read) to its answer being written: validation, the handler, the commit. It is the
+///   server's share of a charger's round trip; what the charger sees adds the network and its own
+///   side (on a loaded machine shared with a load generator, a large share: BENCHMARKS.md);
+/// - `chargepath_chargers_connected`: the charger sockets this node holds.
+///
+/// `action` is one of OCPP 1.6's charger-to-central-system actions, or `other`: a label value a
+/// charger can choose would let it make series without bound. The handles are made once, so a
+/// CALL costs two uncontended updates and no lookup beyond a small dictionary.
+public final class ServerMetrics: Sendable {
+    struct ActionMetrics: Sendable {
+        let results: Counter
+        let errors: Counter
+        let duration: DurationHistogram
+    }
+
+    /// Upper bounds of the duration buckets: fine below 100 ms, where the aims are.
+    static let buckets: [Duration] = [
+        0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 25, 30, 40, 50, 75, 100, 150, 200, 300, 500, 750, 1_000, 2_500, 5_000, 10_000,
+    ].map { Duration.milliseconds($0) }
+
+    let registry: PrometheusCollectorRegistry
+    private let byAction: [String: ActionMetrics]
+    private let other: ActionMetrics
+    private let connected: Gauge
+
+    public init() {
+        let registry = PrometheusCollectorRegistry()
+        self.registry = registry
+        let calls = MetricNameDescriptor(
+            namespace: "chargepath", subsystem: "ocpp", metricName: "calls", unitName: "total",
+            helpText: "Charger CALLs answered, by action and outcome (result: CALLRESULT, error: CALLERROR).")
+        let duration = MetricNameDescriptor(
+            namespace: "chargepath", subsystem: "ocpp", metricName: "call_duration", unitName: "seconds",
+            helpText: "From the start of a charger CALL's handling to its answer being written (validation, handler, commit).")
+        func metrics(_ action: String) -> ActionMetrics {
+            ActionMetrics(
+                results: registry.makeCounter(descriptor: calls, labels: [("action", action), ("outcome", "result")]),
+                errors: registry.makeCounter(descriptor: calls, labels: [("action", action), ("outcome", "error")]),
+                duration: registry.makeDurationHistogram(descriptor: duration, labels: [("action", action)], buckets: Self.buckets)
+            )
+        }
+        var byAction: [String: ActionMetrics] = [:]
+        for action in OCPP16Action.allCases where action.direction == .chargePointToCentralSystem {
+            byAction[action.rawValue] = metrics(action.rawValue)
+        }
+        self.byAction = byAction
+        self.other = metrics("other")
+        self.connected = registry.makeGauge(descriptor: MetricNameDescriptor(
+            namespace: "chargepath", metricName: "chargers", unitName: "connected", helpText: "Charger sockets this node holds."))
+    }
+
+    /// A CALL of `action` was answered (with a CALLERROR when `error`), `duration` after its handling began.
+    func answered(action: String, error: Bool, duration: Duration) {
+        let metrics = byAction[action] ?? other
+        (error ? metrics.errors : metrics.results).increment()
+        metrics.duration.record(duration)
+    }
+
+    /// The Prometheus text exposition of every metric, with the connected chargers as of now.
+    public func exposition(connectedChargers: Int) -> [UInt8] {
+        connected.set(Int64(connectedChargers))
+        return registry.emitToBuffer()
+    }
+}

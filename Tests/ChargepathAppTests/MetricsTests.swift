@@ -1,0 +1,49 @@
+import Foundation
+import Testing
+
+/// `GET /metrics`: what an operator's Prometheus scrapes from a node.
+@Suite(.timeLimit(.minutes(3))) struct MetricsTests {
+    /// The samples of a Prometheus text exposition: `name{labels}` → value.
+    static func samples(_ text: String) -> [String: Double] {
+        var samples: [String: Double] = [:]
+        for line in text.split(separator: "\n") where !line.hasPrefix("#") {
+            guard let space = line.lastIndex(of: " "), let value = Double(line[line.index(after: space)...]) else { continue }
+            samples[String(line[..<space])] = value
+        }
+        return samples
+    }
+
+    @Test func metricsCountEachActionsAnswersAndTimesThemBehindTheToken() async throws {
+        try await TestServer.with { (server: TestServer) async throws in
+            #expect(try await server.api.request("GET", "/metrics", authorization: "").status == 401)
+            try await TestCharger.with(url: server.ocppURL + "/ocpp/CP-METRICS") { charger in
+                _ = try await charger.boot()
+                _ = try await charger.expectResult("Heartbeat", "{}")
+                _ = try await charger.expectResult("Heartbeat", "{}")
+                #expect(try await charger.expectError("Authorize", "{}") == "OccurenceConstraintViolation")
+                #expect(try await charger.expectError("MadeUpAction", "{}") == "NotImplemented")
+
+                let response = try await server.api.request("GET", "/metrics")
+                #expect(response.status == 200)
+                let samples = Self.samples(response.body)
+                #expect(samples[#"chargepath_ocpp_calls_total{action="BootNotification",outcome="result"}"#] == 1)
+                #expect(samples[#"chargepath_ocpp_calls_total{action="Heartbeat",outcome="result"}"#] == 2)
+                #expect(samples[#"chargepath_ocpp_calls_total{action="Heartbeat",outcome="error"}"#] == 0)
+                #expect(samples[#"chargepath_ocpp_calls_total{action="Authorize",outcome="error"}"#] == 1)
+                // A charger's own action names never become label values.
+                #expect(samples[#"chargepath_ocpp_calls_total{action="other",outcome="error"}"#] == 1)
+                #expect(!response.body.contains("MadeUpAction"))
+                #expect(samples[#"chargepath_ocpp_call_duration_seconds_count{action="Heartbeat"}"#] == 2)
+                // Every answer took more than nothing and less than the 10 s time limit.
+                let heartbeatSeconds = try #require(samples[#"chargepath_ocpp_call_duration_seconds_sum{action="Heartbeat"}"#])
+                #expect(heartbeatSeconds > 0 && heartbeatSeconds < 20)
+                #expect(samples[#"chargepath_ocpp_call_duration_seconds_bucket{action="Heartbeat",le="10.0"}"#] == 2)
+                #expect(samples["chargepath_chargers_connected"] == 1)
+            }
+            try await eventually(timeout: .seconds(10), "the closed socket leaves the gauge") {
+                let body = (try? await server.api.request("GET", "/metrics").body) ?? ""
+                return Self.samples(body)["chargepath_chargers_connected"] == 0
+            }
+        }
+    }
+}
