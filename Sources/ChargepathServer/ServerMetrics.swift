@@ -7,9 +7,10 @@ import Prometheus
 /// - `chargepath_ocpp_calls_total{action, outcome}`: the CALLs answered, `outcome` being `result`
 ///   (a CALLRESULT) or `error` (a CALLERROR: bad input, a time limit, a database away);
 /// - `chargepath_ocpp_call_duration_seconds{action}`: from the start of a CALL's handling (the
-///   frame read) to its answer being written: validation, the handler, the commit. It is the
-///   server's share of a charger's round trip; what the charger sees adds the network and its own
-///   side (on a loaded machine shared with a load generator, a large share: BENCHMARKS.md);
+///   task the event loop starts once it has read the frame) to its answer being written:
+///   validation, the handler, the commit. What a charger sees adds the wait before the read (in
+///   the socket, for a busy loop: under saturation most of it), the network and its own side
+///   (BENCHMARKS.md, 2026-11-27 10:45). A frame that is not a readable CALL is not counted;
 /// - `chargepath_chargers_connected`: the charger sockets this node holds.
 ///
 /// `action` is one of OCPP 1.6's charger-to-central-system actions, or `other`: a label value a
