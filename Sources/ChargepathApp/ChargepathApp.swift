@@ -112,7 +112,8 @@ public enum ChargepathApp {
         func pinned(_ name: String, count: Int = 1) throws -> PinnedConnections {
             try PinnedConnections(
                 endpoint: database, count: count,
-                options: .init(startupParameters: [("plan_cache_mode", "force_generic_plan")], applicationName: "chargepath \(name)"), logger: logger
+                options: .init(startupParameters: [("plan_cache_mode", "force_generic_plan")], applicationName: "chargepath \(name)"), logger: logger,
+                observer: metrics.databaseObserver(connection: name)
             )
         }
         // Four for MeterValues: under load the next batches start while the last commits

@@ -65,11 +65,15 @@ public final class PinnedConnections: Service, Sendable {
     private let eventLoops: [any EventLoop]
     private let logger: Logger
     private let state: Mutex<State>
+    /// Told how long each `withConnection` body took (a batch's statement, from its start to its
+    /// rows back in the caller's task) and whether it failed.
+    private let observer: (@Sendable (_ duration: Duration, _ failed: Bool) -> Void)?
 
     /// `count` connections to `endpoint`, each on its own event loop of `eventLoopGroup` (round robin).
     public init(
         endpoint: DatabaseEndpoint, count: Int, options: Options = .init(),
-        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger,
+        observer: (@Sendable (_ duration: Duration, _ failed: Bool) -> Void)? = nil
     ) throws {
         precondition(count >= 1)
         var configuration = try endpoint.connectionConfiguration()
@@ -79,6 +83,7 @@ public final class PinnedConnections: Service, Sendable {
         self.options = options
         self.eventLoops = (0..<count).map { _ in eventLoopGroup.next() }
         self.logger = logger
+        self.observer = observer
         self.state = Mutex(State(slots: Array(repeating: .idle, count: count)))
     }
 
@@ -90,9 +95,13 @@ public final class PinnedConnections: Service, Sendable {
     /// (PostgresNIO 1.33.2 keeps the error), and a slot runs one statement.
     public func withConnection<Result>(slot: Int, _ body: (PostgresConnection) async throws -> Result) async throws -> Result {
         let connection = try await connection(slot)
+        let started = ContinuousClock.now
         do {
-            return try await body(connection)
+            let result = try await body(connection)
+            observer?(started.duration(to: .now), false)
+            return result
         } catch {
+            observer?(started.duration(to: .now), true)
             let dropped = state.withLock { state in
                 guard case .connected(let current) = state.slots[slot], current === connection else { return false }
                 state.slots[slot] = .idle

@@ -59,6 +59,29 @@ public final class ServerMetrics: Sendable {
             namespace: "chargepath", metricName: "chargers", unitName: "connected", helpText: "Charger sockets this node holds."))
     }
 
+    /// What a connection of `PinnedConnections` named `name` reports: each statement's duration
+    /// (`chargepath_database_statement_duration_seconds{connection}`, from its start to its rows
+    /// back in the caller's task) and its failures (`chargepath_database_statement_failures_total`).
+    /// Those connections carry the batches most charger messages wait for (MeterValues, statuses,
+    /// boots, connection rows, admission lookups, workflow probes).
+    public func databaseObserver(connection name: String) -> @Sendable (Duration, Bool) -> Void {
+        let label = String(name.map { $0 == " " ? "_" : $0 })
+        let duration = registry.makeDurationHistogram(
+            descriptor: MetricNameDescriptor(
+                namespace: "chargepath", subsystem: "database", metricName: "statement_duration", unitName: "seconds",
+                helpText: "Statements on the connections that batch charger messages (e.g. meter_values), from start to rows back."),
+            labels: [("connection", label)], buckets: Self.buckets)
+        let failures = registry.makeCounter(
+            descriptor: MetricNameDescriptor(
+                namespace: "chargepath", subsystem: "database", metricName: "statement_failures", unitName: "total",
+                helpText: "Statements that failed on the connections that batch charger messages (their items are then written alone)."),
+            labels: [("connection", label)])
+        return { elapsed, failed in
+            duration.record(elapsed)
+            if failed { failures.increment() }
+        }
+    }
+
     /// A CALL of `action` was answered (with a CALLERROR when `error`), `duration` after its handling began.
     func answered(action: String, error: Bool, duration: Duration) {
         let metrics = byAction[action] ?? other

@@ -22,6 +22,9 @@ import Testing
                 _ = try await charger.expectResult("Heartbeat", "{}")
                 #expect(try await charger.expectError("Authorize", "{}") == "OccurenceConstraintViolation")
                 #expect(try await charger.expectError("MadeUpAction", "{}") == "NotImplemented")
+                _ = try await charger.expectResult("StatusNotification", #"{"connectorId":1,"errorCode":"NoError","status":"Available"}"#)
+                _ = try await charger.expectResult("MeterValues",
+                    #"{"connectorId":1,"meterValue":[{"timestamp":"\#(OCPPTime.iso(Date()))","sampledValue":[{"value":"5"}]}]}"#)
 
                 let response = try await server.api.request("GET", "/metrics")
                 #expect(response.status == 200)
@@ -39,6 +42,12 @@ import Testing
                 #expect(heartbeatSeconds > 0 && heartbeatSeconds < 20)
                 #expect(samples[#"chargepath_ocpp_call_duration_seconds_bucket{action="Heartbeat",le="10.0"}"#] == 2)
                 #expect(samples["chargepath_chargers_connected"] == 1)
+                // The batches of the connections that carry charger messages, timed and counted.
+                for connection in ["meter_values", "status_notifications", "boots"] {
+                    let statements = samples[#"chargepath_database_statement_duration_seconds_count{connection="\#(connection)"}"#]
+                    #expect((statements ?? 0) >= 1, "\(connection)")
+                    #expect(samples[#"chargepath_database_statement_failures_total{connection="\#(connection)"}"#] == 0)
+                }
             }
             try await eventually(timeout: .seconds(10), "the closed socket leaves the gauge") {
                 let body = (try? await server.api.request("GET", "/metrics").body) ?? ""
