@@ -153,7 +153,7 @@ public enum ChargepathApp {
         let commands = CommandService(store: management, registry: registry, logger: logger)
         var chargerApp = Application(
             router: ChargerGateway.plainHTTPRouter(),
-            server: ChargerGateway.server(configuration: configuration.gateway, admission: admission, sessions: sessions),
+            server: ChargerGateway.server(configuration: configuration.gateway, admission: admission, sessions: sessions, metrics: metrics),
             configuration: .init(
                 address: .hostname(configuration.ocppHost, port: configuration.ocppPort), serverName: nil,
                 backlog: configuration.gateway.listenBacklog

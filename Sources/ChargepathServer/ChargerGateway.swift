@@ -7,7 +7,9 @@ import NIOCore
 /// router that answers plain HTTP requests.
 public enum ChargerGateway {
     /// The child channel for the charger listener.
-    public static func server(configuration: GatewayConfiguration, admission: ChargerAdmission?, sessions: ChargerSessions) -> HTTPServerBuilder {
+    public static func server(
+        configuration: GatewayConfiguration, admission: ChargerAdmission?, sessions: ChargerSessions, metrics: ServerMetrics? = nil
+    ) -> HTTPServerBuilder {
         let slots = configuration.maximumConnections.map { ConnectionSlots(maximum: $0) }
         return HTTPServerBuilder { responder in
             ChargerGatewayChannel(
@@ -16,6 +18,7 @@ public enum ChargerGateway {
                 admission: admission,
                 configuration: configuration,
                 slots: slots,
+                metrics: metrics,
                 session: { upgrade, socket, logger in
                     await sessions.serve(upgrade: upgrade, socket: socket, logger: logger)
                 }

@@ -46,6 +46,8 @@ struct ChargerGatewayChannel: ServerChildChannel, HTTPChannelHandler {
     let configuration: GatewayConfiguration
     /// The bound on open sockets (`GatewayConfiguration.maximumConnections`), shared by the port's connections.
     let slots: ConnectionSlots?
+    /// Counts the refused upgrades (`ServerMetrics`).
+    let metrics: ServerMetrics?
     let session: SessionHandler
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
@@ -55,6 +57,7 @@ struct ChargerGatewayChannel: ServerChildChannel, HTTPChannelHandler {
                 warning: "Refusing chargers (503): the charger port holds its most connections. Raise the open-file limit or add a node.",
                 logger: logger
             ) {
+                metrics?.refusedUpgrade(status: 503)
                 return Value(upgradeResult: channel.eventLoop.makeFailedFuture(ConnectionLimitReached()), channel: channel)
             }
             // Each socket keeps its receive buffer between reads: start it at 512 bytes (an OCPP
@@ -168,6 +171,7 @@ struct ChargerGatewayChannel: ServerChildChannel, HTTPChannelHandler {
             case .notUpgraded(let http):
                 await handleHTTP(asyncChannel: http, logger: logger)
             case .refused(let http, let reason):
+                metrics?.refusedUpgrade(status: reason.status)
                 logger.info(
                     "Refused a charger's WebSocket upgrade",
                     metadata: ["http.status": "\(reason.status)", "reason": "\(reason.message)"]

@@ -11,7 +11,10 @@ import Prometheus
 ///   validation, the handler, the commit. What a charger sees adds the wait before the read (in
 ///   the socket, for a busy loop: under saturation most of it), the network and its own side
 ///   (BENCHMARKS.md, 2026-11-27 10:45). A frame that is not a readable CALL is not counted;
-/// - `chargepath_chargers_connected`: the charger sockets this node holds.
+/// - `chargepath_chargers_connected`: the charger sockets this node holds;
+/// - `chargepath_charger_upgrades_refused_total{status}`: chargers turned away before the upgrade
+///   (400, 401, 404, 503, or `other`): a charger with a wrong password or an unknown identity, a
+///   full port.
 ///
 /// `action` is one of OCPP 1.6's charger-to-central-system actions, or `other`: a label value a
 /// charger can choose would let it make series without bound. The handles are made once, so a
@@ -32,6 +35,10 @@ public final class ServerMetrics: Sendable {
     private let byAction: [String: ActionMetrics]
     private let other: ActionMetrics
     private let connected: Gauge
+    /// Refused WebSocket upgrades on the charger port, by HTTP status (`other` past these).
+    private let refusals: [Int: Counter]
+    private let otherRefusals: Counter
+    static let refusalStatuses = [400, 401, 404, 503]
 
     public init() {
         let registry = PrometheusCollectorRegistry()
@@ -57,6 +64,20 @@ public final class ServerMetrics: Sendable {
         self.other = metrics("other")
         self.connected = registry.makeGauge(descriptor: MetricNameDescriptor(
             namespace: "chargepath", metricName: "chargers", unitName: "connected", helpText: "Charger sockets this node holds."))
+        let refused = MetricNameDescriptor(
+            namespace: "chargepath", subsystem: "charger", metricName: "upgrades_refused", unitName: "total",
+            helpText: "WebSocket upgrades refused on the charger port, by HTTP status (400 bad request or identity, 401 credentials, 404 unknown charger, 503 port full).")
+        var refusals: [Int: Counter] = [:]
+        for status in Self.refusalStatuses {
+            refusals[status] = registry.makeCounter(descriptor: refused, labels: [("status", String(status))])
+        }
+        self.refusals = refusals
+        self.otherRefusals = registry.makeCounter(descriptor: refused, labels: [("status", "other")])
+    }
+
+    /// A charger's WebSocket upgrade was refused with HTTP `status`.
+    func refusedUpgrade(status: Int) {
+        (refusals[status] ?? otherRefusals).increment()
     }
 
     /// What a connection of `PinnedConnections` named `name` reports: each statement's duration

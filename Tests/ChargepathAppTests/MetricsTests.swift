@@ -1,3 +1,5 @@
+import ChargepathApp
+import ChargepathServer
 import Foundation
 import Testing
 
@@ -52,6 +54,33 @@ import Testing
             try await eventually(timeout: .seconds(10), "the closed socket leaves the gauge") {
                 let body = (try? await server.api.request("GET", "/metrics").body) ?? ""
                 return Self.samples(body)["chargepath_chargers_connected"] == 0
+            }
+        }
+    }
+
+    /// Chargers turned away before the upgrade are counted by HTTP status: a bad subprotocol or
+    /// identity (400), an unknown charger (404), a full port (503).
+    @Test func refusedUpgradesAreCountedByStatus() async throws {
+        try await TestServer.with(configure: { $0.unknownChargers = .reject; $0.gateway.maximumConnections = 1 }) { server in
+            let port = server.running.ocppPort
+            let unknown = try TestHTTPResponse(parsing: try await RawTCP.exchange(port: port, RawTCP.upgradeRequest(path: "/CP-STRANGER")))
+            #expect(unknown.status == 404)
+            for _ in 0..<2 {
+                let badProtocol = try TestHTTPResponse(parsing: try await RawTCP.exchange(
+                    port: port, RawTCP.upgradeRequest(path: "/CP-SP", subprotocols: ["ocpp0.9"])))
+                #expect(badProtocol.status == 400)
+            }
+            #expect(try await server.api.request("PUT", "/api/v1/charge-points/CP-KNOWN", body: "{}").status == 201)
+            try await TestCharger.with(url: server.ocppURL + "/CP-KNOWN") { _ in
+                // The one socket the port may hold is taken: the next charger reads 503.
+                let full = try TestHTTPResponse(parsing: try await RawTCP.exchange(port: port, RawTCP.upgradeRequest(path: "/CP-KNOWN-2")))
+                #expect(full.status == 503)
+                let samples = Self.samples(try await server.api.request("GET", "/metrics").body)
+                #expect(samples[#"chargepath_charger_upgrades_refused_total{status="400"}"#] == 2)
+                #expect(samples[#"chargepath_charger_upgrades_refused_total{status="401"}"#] == 0)
+                #expect(samples[#"chargepath_charger_upgrades_refused_total{status="404"}"#] == 1)
+                #expect(samples[#"chargepath_charger_upgrades_refused_total{status="503"}"#] == 1)
+                #expect(samples["chargepath_chargers_connected"] == 1)
             }
         }
     }
