@@ -71,7 +71,9 @@ import Testing
                 #expect(badProtocol.status == 400)
             }
             #expect(try await server.api.request("PUT", "/api/v1/charge-points/CP-KNOWN", body: "{}").status == 201)
-            try await TestCharger.with(url: server.ocppURL + "/CP-KNOWN") { _ in
+            try await TestCharger.with(url: server.ocppURL + "/CP-KNOWN") { charger in
+                // Answered, so its session is in service (the upgrade's end does not wait for that).
+                _ = try await charger.boot()
                 // The one socket the port may hold is taken: the next charger reads 503.
                 let full = try TestHTTPResponse(parsing: try await RawTCP.exchange(port: port, RawTCP.upgradeRequest(path: "/CP-KNOWN-2")))
                 #expect(full.status == 503)
