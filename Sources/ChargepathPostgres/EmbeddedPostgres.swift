@@ -71,8 +71,7 @@ public struct EmbeddedPostgres: Sendable {
     var clusterDirectory: URL {
         if let recorded = recordedCluster { return recorded }
         guard clusterIsElsewhere else { return configuration.dataDirectory.appendingPathComponent("postgres", isDirectory: true) }
-        let path = configuration.dataDirectory.standardizedFileURL.resolvingSymlinksInPath().path
-        let digest = Insecure.MD5.hash(data: Data(path.utf8)).prefix(8).map { String(format: "%02x", $0) }.joined()
+        let digest = Insecure.MD5.hash(data: Data(resolvedDataDirectoryPath.utf8)).prefix(8).map { String(format: "%02x", $0) }.joined()
         return Self.fallbackClusters.appendingPathComponent(digest, isDirectory: true)
     }
 
@@ -86,14 +85,20 @@ public struct EmbeddedPostgres: Sendable {
 
     /// `<dataDirectory>/postgres.cluster`: the folder of `fallbackClusters` that holds this data
     /// directory's cluster (written when it is created there, and at each start).
-    var clusterPointerFile: URL { configuration.dataDirectory.appendingPathComponent("postgres.cluster") }
+    var clusterPointerFile: URL { configuration.dataDirectory.appendingPathComponent(Self.clusterPointerName) }
+    static let clusterPointerName = "postgres.cluster"
+
+    /// The data directory's path, symbolic links resolved: what names its fallback cluster, and
+    /// what that cluster's owner file records.
+    var resolvedDataDirectoryPath: String { configuration.dataDirectory.standardizedFileURL.resolvingSymlinksInPath().path }
 
     /// Beside a cluster of `fallbackClusters` (`<name>.data-directory`): the path of the data
     /// directory it belongs to, rewritten at each start, so that a cluster whose data directory
     /// is gone can be told from one in use.
     static func ownerFile(of cluster: URL) -> URL {
-        cluster.deletingLastPathComponent().appendingPathComponent(cluster.lastPathComponent + ".data-directory")
+        cluster.deletingLastPathComponent().appendingPathComponent(cluster.lastPathComponent + ownerSuffix)
     }
+    static let ownerSuffix = ".data-directory"
 
     var recordedCluster: URL? {
         guard let text = try? String(contentsOf: clusterPointerFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines),
@@ -111,8 +116,7 @@ public struct EmbeddedPostgres: Sendable {
         guard clusterIsElsewhere else { return }
         let cluster = clusterDirectory
         try Data((cluster.path + "\n").utf8).write(to: clusterPointerFile, options: .atomic)
-        let owner = configuration.dataDirectory.standardizedFileURL.resolvingSymlinksInPath().path
-        try Data((owner + "\n").utf8).write(to: Self.ownerFile(of: cluster), options: .atomic)
+        try Data((resolvedDataDirectoryPath + "\n").utf8).write(to: Self.ownerFile(of: cluster), options: .atomic)
     }
 
     /// The clusters of `fallbackClusters` whose data directory no longer names them (it was
@@ -123,13 +127,13 @@ public struct EmbeddedPostgres: Sendable {
         let fileManager = FileManager.default
         guard let names = try? fileManager.contentsOfDirectory(atPath: folder.path) else { return [] }
         return names.sorted().compactMap { name in
-            guard name.hasSuffix(".data-directory") else { return nil }
-            let cluster = folder.appendingPathComponent(String(name.dropLast(".data-directory".count)), isDirectory: true)
+            guard name.hasSuffix(ownerSuffix) else { return nil }
+            let cluster = folder.appendingPathComponent(String(name.dropLast(ownerSuffix.count)), isDirectory: true)
             guard fileManager.fileExists(atPath: cluster.path),
                 let owner = try? String(contentsOf: folder.appendingPathComponent(name), encoding: .utf8)
                     .trimmingCharacters(in: .whitespacesAndNewlines)
             else { return nil }
-            let pointer = URL(fileURLWithPath: owner, isDirectory: true).appendingPathComponent("postgres.cluster")
+            let pointer = URL(fileURLWithPath: owner, isDirectory: true).appendingPathComponent(clusterPointerName)
             let named = (try? String(contentsOf: pointer, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
             guard named.map({ URL(fileURLWithPath: $0).standardizedFileURL.path }) != cluster.standardizedFileURL.path else { return nil }
             return (cluster, owner)
