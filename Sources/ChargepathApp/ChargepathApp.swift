@@ -101,7 +101,7 @@ public enum ChargepathApp {
             return logger
         }()
         let registry = ConnectionRegistry()
-        let metrics = ServerMetrics()
+        let metrics = ServerMetrics(workflows: shippedWorkflows.map(\.name))
         let migrations = MigrationRunner()
         let ports = PortCollector(nodeID: nodeID, onRunning: onRunning)
 
@@ -136,7 +136,7 @@ public enum ChargepathApp {
         let schemaReady = Gate()
         let workflows = makeWorkflowEngine(
             client: client, registry: registry, configuration: configuration, logger: logger, schemaReady: schemaReady,
-            probeConnections: probeConnections
+            probeConnections: probeConnections, observer: metrics.workflowActivity
         )
         let sessions = ChargerSessions(
             repository: repository, registry: registry, nodeID: nodeID, configuration: configuration.gateway,
@@ -227,16 +227,21 @@ public enum ChargepathApp {
         ]
     }
 
+    /// The workflows that ship.
+    static var shippedWorkflows: [AnyWorkflow] {
+        [AnyWorkflow(RemoteStartWorkflow()), AnyWorkflow(ChargingSessionWorkflow()), AnyWorkflow(ProvisioningWorkflow()), AnyWorkflow(ChargerCommandWorkflow())]
+    }
+
     /// The workflow engine with the workflows that ship, calling chargers held by this node.
     static func makeWorkflowEngine(
         client: PostgresClient, registry: ConnectionRegistry, configuration: ChargepathConfiguration, logger: Logger,
-        schemaReady: Gate = Gate(open: true), probeConnections: PinnedConnections? = nil
+        schemaReady: Gate = Gate(open: true), probeConnections: PinnedConnections? = nil,
+        observer: @escaping @Sendable (WorkflowActivity) -> Void = { _ in }
     ) -> PostgresWorkflowEngine {
         let calls = LocalCallSender(registry: registry)
         return PostgresWorkflowEngine(
-            client: client, workflows: [AnyWorkflow(RemoteStartWorkflow()), AnyWorkflow(ChargingSessionWorkflow()), AnyWorkflow(ProvisioningWorkflow()),
-                AnyWorkflow(ChargerCommandWorkflow())], configuration: configuration.workflows, logger: logger,
-            schemaReady: schemaReady, probeConnections: probeConnections
+            client: client, workflows: shippedWorkflows, configuration: configuration.workflows, logger: logger,
+            schemaReady: schemaReady, probeConnections: probeConnections, observer: observer
         ) { chargePointID, action, payload in
             do {
                 return .answered(try await calls.call(chargePointID: chargePointID, action: action, payload: payload))

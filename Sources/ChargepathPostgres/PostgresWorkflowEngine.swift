@@ -83,12 +83,15 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
     let waitProbes: GroupCommit<WaitProbe, [WaitingWorkflow]>
     /// The events of many chargers' messages for the executions they wake, in one INSERT (see `chargerMessage`).
     let deliveries: GroupCommit<EventDelivery, Void>
+    /// Told of each committed start and step, failed round and finished call (metrics).
+    let observer: @Sendable (WorkflowActivity) -> Void
 
     public init(
         client: PostgresClient, workflows: [AnyWorkflow], configuration: Configuration = .init(), logger: Logger,
         schemaReady: Gate = Gate(open: true),
         probeConnections: PinnedConnections? = nil,
         now: @escaping @Sendable () -> Date = { Date() },
+        observer: @escaping @Sendable (WorkflowActivity) -> Void = { _ in },
         caller: @escaping @Sendable (_ chargePointID: String, _ action: String, _ payload: JSONValue) async -> CallOutcome
     ) {
         self.client = client
@@ -98,6 +101,7 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
         self.logger = logger
         self.now = now
         self.schemaReady = schemaReady
+        self.observer = observer
         let logger = logger
         // One slot (see `GroupCommit.Configuration.maximumConcurrentWrites`), on its own connection when given.
         self.waitProbes = GroupCommit(configuration: .init(maximumBatchSize: 512, maximumConcurrentWrites: 1)) { probes, slot in
@@ -141,6 +145,7 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
             try await self.history(id, "started", ["input": input], at: date, on: connection)
             try await self.apply(transition, to: id, at: date, on: connection)
         }
+        observer(.started(workflow: name, finished: transition.outcome?.finalStatus))
         return id
     }
 
@@ -271,6 +276,43 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
         }
     }
 
+    // MARK: Backlog
+
+    public func backlog() async throws -> WorkflowBacklog {
+        let date = now()
+        let queues = try await client.query(
+            """
+            WITH s AS (SELECT count(*) AS n, min(created_at) AS oldest FROM workflow_starts),
+                 i AS (SELECT count(*) AS n, min(available_at) AS oldest FROM workflow_inbox WHERE available_at <= \(date)),
+                 o AS (SELECT count(*) AS n, min(next_attempt_at) AS oldest FROM workflow_outbox WHERE done_at IS NULL AND next_attempt_at <= \(date))
+            SELECT s.n, s.oldest, i.n, i.oldest, o.n, o.oldest FROM s, i, o
+            """,
+            logger: logger
+        )
+        func queue(_ count: Int, _ oldest: Date?) -> WorkflowBacklog.Queue {
+            WorkflowBacklog.Queue(count: count, oldestAgeSeconds: oldest.map { max(0, date.timeIntervalSince($0)) } ?? 0)
+        }
+        var backlog = WorkflowBacklog(starts: queue(0, nil), events: queue(0, nil), calls: queue(0, nil), running: [:])
+        for try await (starts, oldestStart, events, oldestEvent, calls, oldestCall) in queues.decode((Int, Date?, Int, Date?, Int, Date?).self) {
+            backlog.starts = queue(starts, oldestStart)
+            backlog.events = queue(events, oldestEvent)
+            backlog.calls = queue(calls, oldestCall)
+        }
+        // One count per workflow, each an index range of (workflow, status): the finished
+        // executions, however many, are not read.
+        let running = try await client.query(
+            """
+            SELECT w, (SELECT count(*) FROM workflow_executions e WHERE e.workflow = w AND e.status = 'RUNNING')
+            FROM unnest(\(workflowNames)::text[]) AS w
+            """,
+            logger: logger
+        )
+        for try await (name, count) in running.decode((String, Int).self) {
+            backlog.running[name] = count
+        }
+        return backlog
+    }
+
     // MARK: The worker
 
     public func run() async throws {
@@ -347,6 +389,7 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
                     break
                 } catch {
                     // The database went away mid-step: the transaction rolled back; try again shortly.
+                    observer(.failedRound)
                     logger.warning("A workflow step failed; it will be retried",
                                    metadata: ["workflow.lane": "\(lane)", "error": "\(String(reflecting: error))"])
                 }
@@ -391,19 +434,27 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
     /// if it fails, none (the rows stay for the next try). Returns how many rows it took. Input a
     /// workflow refuses, or a workflow this build lacks, gives a FAILED execution that says why.
     func startBatch() async throws -> Int {
-        try await client.withTransaction(logger: logger) { connection in
+        let (count, started) = try await client.withTransaction(logger: logger) { connection in
             var claimed = try await connection.rows(of: ClaimStartsStatement(limit: max(1, configuration.startBatchSize)), logger: logger)
             claimed.sort { $0.0 < $1.0 }
             let date = now()
+            var started: [WorkflowActivity] = []
             for (_, id, name, inputText) in claimed {
-                try await self.startClaimed(id: id, workflow: name, inputText: inputText, at: date, on: connection)
+                if let activity = try await self.startClaimed(id: id, workflow: name, inputText: inputText, at: date, on: connection) {
+                    started.append(activity)
+                }
             }
-            return claimed.count
+            return (claimed.count, started)
         }
+        started.forEach(observer)
+        return count
     }
 
-    /// Starts one claimed execution inside the claim's transaction.
-    private func startClaimed(id: String, workflow name: String, inputText: String, at date: Date, on connection: PostgresConnection) async throws {
+    /// Starts one claimed execution inside the claim's transaction; returns what to report once
+    /// it commits, or nil when the execution existed already.
+    private func startClaimed(
+        id: String, workflow name: String, inputText: String, at date: Date, on connection: PostgresConnection
+    ) async throws -> WorkflowActivity? {
         let input = (try? JSONValue.parse(inputText)) ?? .emptyObject
         let transition: StoredTransition
         var failure: JSONValue?
@@ -432,11 +483,13 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
             chargePointID: input["chargePointId"]?.stringValue, input: inputText, state: transition.state.serialized(),
             waitingFor: waitingFor, at: date, kinds: kinds, details: details
         ), logger: logger)
-        guard !inserted.isEmpty else { return }
+        guard !inserted.isEmpty else { return nil }
         if let failure {
             try await finish(id, status: "FAILED", output: nil, error: failure, at: date, on: connection)
+            return .started(workflow: name, finished: "FAILED")
         } else {
             try await carryOut(transition, of: id, at: date, on: connection)
+            return .started(workflow: name, finished: transition.outcome?.finalStatus)
         }
     }
 
@@ -449,27 +502,31 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
     /// each other, but a charger message or a call's answer adding an event to the inbox, whose
     /// foreign-key check takes KEY SHARE, does not wait for a step.)
     func stepOnce() async throws -> Bool {
-        try await client.withTransaction(logger: logger) { connection in
+        // nil: nothing was due; `.some(nil)`: an event taken but not applied (a finished execution's leftover).
+        let stepped: WorkflowActivity?? = try await client.withTransaction(logger: logger) { connection in
             let date = now()
             let execution = try await connection.rows(of: StepCandidateStatement(now: date), logger: logger).last
-            guard let (executionID, name, stateText, status) = execution else { return false }
+            guard let (executionID, name, stateText, status) = execution else { return nil }
             // With the execution held, nobody else takes its events: the oldest due one is ours.
             let eventText = try await connection.rows(of: TakeDueEventStatement(executionID: executionID, now: date), logger: logger).last
             // Nothing due any more (a step that committed meanwhile took it), or a finished execution's leftover.
-            guard let eventText, status == "RUNNING" else { return true }
+            guard let eventText, status == "RUNNING" else { return .some(nil) }
             let event = try JSONValue.parse(eventText).decode(WorkflowEvent.self, using: JSONValueDecoder())
             let eventDetail = try JSONValue(encoding: event, using: JSONValueEncoder())
             guard let workflow = workflows[name] else {
                 try await self.history(executionID, "event", eventDetail, at: date, on: connection)
                 try await self.finish(executionID, status: "FAILED", output: nil,
                                       error: ["reason": "UnknownWorkflow", "detail": .string("no workflow '\(name)' in this build")], at: date, on: connection)
-                return true
+                return .stepped(workflow: name, finished: "FAILED")
             }
             let transition = try workflow.handle(event, state: try JSONValue.parse(stateText), now: date)
             try await self.record(transition, of: executionID, event: eventDetail, at: date, on: connection)
             try await self.carryOut(transition, of: executionID, at: date, on: connection)
-            return true
+            return .stepped(workflow: name, finished: transition.outcome?.finalStatus)
         }
+        guard let stepped else { return false }
+        if let stepped { observer(stepped) }
+        return true
     }
 
     /// Records a transition: state, history, timers, calls, and the end if it is the end.
@@ -575,14 +632,12 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
                 )
             }
         }
-        switch transition.outcome {
-        case nil:
-            break
-        case .succeeded(let output)?:
-            try await finish(id, status: "SUCCEEDED", output: output, error: nil, at: date, on: connection)
-        case .failed(let reason, let detail)?:
-            let status = reason == "Cancelled" ? "CANCELLED" : "FAILED"
-            try await finish(id, status: status, output: nil, error: ["reason": .string(reason), "detail": detail], at: date, on: connection)
+        guard let outcome = transition.outcome else { return }
+        switch outcome {
+        case .succeeded(let output):
+            try await finish(id, status: outcome.finalStatus, output: output, error: nil, at: date, on: connection)
+        case .failed(let reason, let detail):
+            try await finish(id, status: outcome.finalStatus, output: nil, error: ["reason": .string(reason), "detail": detail], at: date, on: connection)
         }
     }
 
@@ -645,10 +700,13 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
         let event: WorkflowEvent
         switch outcome {
         case .answered(let payload):
+            observer(.call(action: call.action, outcome: .answered))
             event = .callAnswered(key: call.key, payload: payload)
         case .failed(let code, let description):
+            observer(.call(action: call.action, outcome: .failed))
             event = .callFailed(key: call.key, code: code, description: description)
         case .notConnected where date < call.giveUpAt:
+            observer(.call(action: call.action, outcome: .notConnected))
             // Waits for the charger to come back: try again in a few seconds.
             do {
                 try await client.query(
@@ -660,6 +718,7 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
             }
             return
         case .notConnected:
+            observer(.call(action: call.action, outcome: .failed))
             event = .callFailed(key: call.key, code: "NotConnected", description: "The charger did not come back in time")
         }
         do {

@@ -39,7 +39,7 @@ public enum OpenAPIDocument {
         .init(method: "GET", path: "/ready", summary: "Readiness: database reachable and migrated", parameters: [], requestBody: nil,
               responses: [(200, "Ready"), (503, "Not ready, with the reason")], secured: false),
         .init(method: "GET", path: "/metrics",
-              summary: "Prometheus metrics (text format 0.0.4): charger CALLs answered by action and outcome, their handling time (once read), chargers connected",
+              summary: "Prometheus metrics (text format 0.0.4): charger CALLs answered by action and outcome, their handling time (once read), chargers connected, refused upgrades, batch statements, the workflow engine's work and backlog",
               parameters: [], requestBody: nil, responses: [(200, "The metrics"), unauthorized], secured: true),
         .init(method: "GET", path: "/api/v1/openapi.json", summary: "This document", parameters: [], requestBody: nil,
               responses: [(200, "OpenAPI 3.1 document")], secured: false),

@@ -1,5 +1,6 @@
 import NIOWebSocket
 public import Chargepath
+import ChargepathWorkflows
 import Foundation
 public import Hummingbird
 import Logging
@@ -63,8 +64,18 @@ public struct OperatorAPI: Sendable {
         let protected = router.group().add(middleware: BearerTokenMiddleware(token: configuration.token))
         history?.addRoutes(to: protected)
         if let metrics {
-            protected.get("metrics") { _, _ in
-                Response(
+            let engine = workflows?.engine
+            protected.get("metrics") { _, context in
+                if let engine {
+                    // Bounded: a scrape answers even while the database is away.
+                    do {
+                        metrics.record(backlog: try await withTimeLimit(.seconds(2)) { try await engine.backlog() })
+                    } catch {
+                        metrics.record(backlog: nil)
+                        context.logger.warning("Could not read the workflow backlog for /metrics", metadata: ["error": "\(String(reflecting: error))"])
+                    }
+                }
+                return Response(
                     status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                     body: .init(byteBuffer: ByteBuffer(bytes: metrics.exposition(connectedChargers: registry.count)))
                 )

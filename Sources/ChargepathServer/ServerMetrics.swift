@@ -1,3 +1,4 @@
+public import ChargepathWorkflows
 import OCPP16
 import Prometheus
 
@@ -16,8 +17,27 @@ import Prometheus
 ///   (400, 401, 404, 503, or `other`): a charger with a wrong password or an unknown identity, a
 ///   full port.
 ///
-/// `action` is one of OCPP 1.6's charger-to-central-system actions, or `other`: a label value a
-/// charger can choose would let it make series without bound. The handles are made once, so a
+/// The workflow engine's, for the node's own work:
+///
+/// - `chargepath_workflow_executions_started_total{workflow}`, `chargepath_workflow_steps_total{workflow}`
+///   (events applied) and `chargepath_workflow_executions_finished_total{workflow, status}`
+///   (SUCCEEDED, FAILED, CANCELLED), each counted once committed;
+/// - `chargepath_workflow_failed_rounds_total`: start batches and steps rolled back (tried again);
+/// - `chargepath_workflow_charger_calls_total{action, outcome}`: calls to chargers, `answered`,
+///   `failed` or `not_connected` (tried again a little later);
+///
+/// and, read from the database at each scrape (the same on every node that shares it):
+///
+/// - `chargepath_workflow_backlog{queue}` and `chargepath_workflow_backlog_oldest_seconds{queue}`:
+///   the starts (`starts`), due events (`events`) and due calls (`calls`) no worker has taken yet,
+///   and how long the oldest has waited: the workers keep up while these stay near 0;
+/// - `chargepath_workflow_executions_running{workflow}`;
+/// - `chargepath_database_up`: 1 when that read succeeded. When it did not (the database away, or
+///   slower than 2 s), it is 0 and the values read from the database are NaN.
+///
+/// `action` is one of OCPP 1.6's actions of the right direction, or `other`, and `workflow` one
+/// this build has, or `other`: a label value a charger can choose would let it make series
+/// without bound. The handles are made once, so a
 /// CALL costs two uncontended updates and no lookup beyond a small dictionary.
 public final class ServerMetrics: Sendable {
     struct ActionMetrics: Sendable {
@@ -40,7 +60,29 @@ public final class ServerMetrics: Sendable {
     private let otherRefusals: Counter
     static let refusalStatuses = [400, 401, 404, 503]
 
-    public init() {
+    struct WorkflowMetrics: Sendable {
+        let started: Counter
+        let steps: Counter
+        /// By final status.
+        let finished: [String: Counter]
+    }
+
+    private let workflowMetrics: [String: WorkflowMetrics]
+    private let otherWorkflow: WorkflowMetrics
+    private let failedRounds: Counter
+    /// By action, then by how the call ended.
+    private let chargerCalls: [String: [WorkflowActivity.CallEnd: Counter]]
+    private let otherChargerCalls: [WorkflowActivity.CallEnd: Counter]
+    /// By queue (`starts`, `events`, `calls`).
+    private let backlogCounts: [String: Gauge]
+    private let backlogAges: [String: Gauge]
+    private let running: [String: Gauge]
+    private let databaseUp: Gauge
+    static let finalStatuses = ["SUCCEEDED", "FAILED", "CANCELLED"]
+    static let backlogQueues = ["starts", "events", "calls"]
+
+    /// `workflows`: the names of the workflows the node's engine runs.
+    public init(workflows: [String] = []) {
         let registry = PrometheusCollectorRegistry()
         self.registry = registry
         let calls = MetricNameDescriptor(
@@ -73,6 +115,115 @@ public final class ServerMetrics: Sendable {
         }
         self.refusals = refusals
         self.otherRefusals = registry.makeCounter(descriptor: refused, labels: [("status", "other")])
+
+        func workflow(_ name: String) -> WorkflowMetrics {
+            var finished: [String: Counter] = [:]
+            for status in Self.finalStatuses {
+                finished[status] = registry.makeCounter(
+                    descriptor: MetricNameDescriptor(
+                        namespace: "chargepath", subsystem: "workflow", metricName: "executions_finished", unitName: "total",
+                        helpText: "Workflow executions this node ended, by workflow and status."),
+                    labels: [("workflow", name), ("status", status)])
+            }
+            return WorkflowMetrics(
+                started: registry.makeCounter(
+                    descriptor: MetricNameDescriptor(
+                        namespace: "chargepath", subsystem: "workflow", metricName: "executions_started", unitName: "total",
+                        helpText: "Workflow executions this node started, by workflow."),
+                    labels: [("workflow", name)]),
+                steps: registry.makeCounter(
+                    descriptor: MetricNameDescriptor(
+                        namespace: "chargepath", subsystem: "workflow", metricName: "steps", unitName: "total",
+                        helpText: "Events this node applied to workflow executions, by workflow."),
+                    labels: [("workflow", name)]),
+                finished: finished)
+        }
+        var workflowMetrics: [String: WorkflowMetrics] = [:]
+        var running: [String: Gauge] = [:]
+        for name in workflows {
+            workflowMetrics[name] = workflow(name)
+            running[name] = registry.makeGauge(
+                descriptor: MetricNameDescriptor(
+                    namespace: "chargepath", subsystem: "workflow", metricName: "executions_running",
+                    helpText: "Running workflow executions, by workflow (read from the database at each scrape)."),
+                labels: [("workflow", name)])
+        }
+        self.workflowMetrics = workflowMetrics
+        self.otherWorkflow = workflow("other")
+        self.running = running
+        self.failedRounds = registry.makeCounter(descriptor: MetricNameDescriptor(
+            namespace: "chargepath", subsystem: "workflow", metricName: "failed_rounds", unitName: "total",
+            helpText: "Workflow start batches and steps rolled back on this node (the database away, a time limit); they are tried again."))
+        let callDescriptor = MetricNameDescriptor(
+            namespace: "chargepath", subsystem: "workflow", metricName: "charger_calls", unitName: "total",
+            helpText: "Calls this node's workflows made to chargers, by action and outcome (answered, failed, not_connected: tried again later).")
+        func callCounters(_ action: String) -> [WorkflowActivity.CallEnd: Counter] {
+            var counters: [WorkflowActivity.CallEnd: Counter] = [:]
+            for end in [WorkflowActivity.CallEnd.answered, .failed, .notConnected] {
+                counters[end] = registry.makeCounter(descriptor: callDescriptor, labels: [("action", action), ("outcome", end.rawValue)])
+            }
+            return counters
+        }
+        var chargerCalls: [String: [WorkflowActivity.CallEnd: Counter]] = [:]
+        for action in OCPP16Action.allCases where action.direction == .centralSystemToChargePoint {
+            chargerCalls[action.rawValue] = callCounters(action.rawValue)
+        }
+        self.chargerCalls = chargerCalls
+        self.otherChargerCalls = callCounters("other")
+        var backlogCounts: [String: Gauge] = [:]
+        var backlogAges: [String: Gauge] = [:]
+        for queue in Self.backlogQueues {
+            backlogCounts[queue] = registry.makeGauge(
+                descriptor: MetricNameDescriptor(
+                    namespace: "chargepath", subsystem: "workflow", metricName: "backlog",
+                    helpText: "Workflow starts, due events and due calls that no worker has taken yet (read from the database at each scrape)."),
+                labels: [("queue", queue)])
+            backlogAges[queue] = registry.makeGauge(
+                descriptor: MetricNameDescriptor(
+                    namespace: "chargepath", subsystem: "workflow", metricName: "backlog_oldest", unitName: "seconds",
+                    helpText: "How long the oldest item of each workflow backlog has waited; 0 when there is none."),
+                labels: [("queue", queue)])
+        }
+        self.backlogCounts = backlogCounts
+        self.backlogAges = backlogAges
+        self.databaseUp = registry.makeGauge(descriptor: MetricNameDescriptor(
+            namespace: "chargepath", metricName: "database_up",
+            helpText: "1 when this scrape read the workflow backlog from the database, 0 when it could not (those values are then NaN)."))
+    }
+
+    /// What the workflow engine reports (`PostgresWorkflowEngine`'s observer).
+    public func workflowActivity(_ activity: WorkflowActivity) {
+        switch activity {
+        case .started(let workflow, let finished):
+            let metrics = workflowMetrics[workflow] ?? otherWorkflow
+            metrics.started.increment()
+            if let finished { metrics.finished[finished]?.increment() }
+        case .stepped(let workflow, let finished):
+            let metrics = workflowMetrics[workflow] ?? otherWorkflow
+            metrics.steps.increment()
+            if let finished { metrics.finished[finished]?.increment() }
+        case .failedRound:
+            failedRounds.increment()
+        case .call(let action, let end):
+            (chargerCalls[action] ?? otherChargerCalls)[end]?.increment()
+        }
+    }
+
+    /// The values read from the database at a scrape; nil when it could not be read.
+    func record(backlog: WorkflowBacklog?) {
+        guard let backlog else {
+            databaseUp.set(Int64(0))
+            for gauge in Array(backlogCounts.values) + Array(backlogAges.values) + Array(running.values) { gauge.set(Double.nan) }
+            return
+        }
+        databaseUp.set(Int64(1))
+        for (queue, value) in [("starts", backlog.starts), ("events", backlog.events), ("calls", backlog.calls)] {
+            backlogCounts[queue]?.set(Int64(value.count))
+            backlogAges[queue]?.set(value.oldestAgeSeconds)
+        }
+        for (name, gauge) in running {
+            gauge.set(Int64(backlog.running[name] ?? 0))
+        }
     }
 
     /// A charger's WebSocket upgrade was refused with HTTP `status`.

@@ -64,4 +64,6 @@ public protocol WorkflowEngine: Sendable {
     func chargerMessage(chargePointID: String, action: String, request: JSONValue, response: JSONValue, waiting: [WaitingWorkflow]?) async
     /// A charger's last connection to this node closed.
     func chargerDisconnected(chargePointID: String) async
+    /// What waits for the workers now, across every node on the database.
+    func backlog() async throws -> WorkflowBacklog
 }

@@ -1,6 +1,8 @@
+import ChargePointSimulator
 import ChargepathApp
 import ChargepathServer
 import Foundation
+import PostgresNIO
 import Testing
 
 /// `GET /metrics`: what an operator's Prometheus scrapes from a node.
@@ -83,6 +85,62 @@ import Testing
                 #expect(samples[#"chargepath_charger_upgrades_refused_total{status="404"}"#] == 1)
                 #expect(samples[#"chargepath_charger_upgrades_refused_total{status="503"}"#] == 1)
                 #expect(samples["chargepath_chargers_connected"] == 1)
+            }
+        }
+    }
+
+    /// The workflow engine's work and backlog: a charger's provisioning after its boot is counted
+    /// (the start, the steps, the calls and how they ended), the backlog reads 0 once it is done,
+    /// and a scrape while the database cannot answer says so (database_up 0) instead of hanging.
+    @Test func workflowsAreCountedAndTheirBacklogIsReadAtEachScrape() async throws {
+        try await TestServer.with(configure: { $0.provisionOnBoot = true }) { server in
+            #expect(try await server.api.request("PUT", "/api/v1/configuration/MeterValueSampleInterval", body: #"{"value":"30"}"#).status == 201)
+            let charger = SimulatedChargePoint(configuration: ChargePointConfiguration(url: server.ocppURL + "/sim", identity: "SIM-METRICS-1"))
+            try await charger.withRunning { charger in
+                try await charger.waitUntilBooted(timeout: .seconds(20))
+                try await charger.waitUntil(timeout: .seconds(20)) { $0.configuration["MeterValueSampleInterval"] == "30" }
+                // Provisioning ends with the statuses the charger sends when asked (TriggerMessage).
+                try await eventually(timeout: .seconds(20), "the provisioning is counted as ended") {
+                    let samples = Self.samples(try await server.api.request("GET", "/metrics").body)
+                    return samples[#"chargepath_workflow_executions_finished_total{workflow="Provisioning",status="SUCCEEDED"}"#] == 1
+                }
+            }
+            let samples = Self.samples(try await server.api.request("GET", "/metrics").body)
+            #expect(samples[#"chargepath_workflow_executions_started_total{workflow="Provisioning"}"#] == 1)
+            #expect(samples[#"chargepath_workflow_executions_started_total{workflow="RemoteStart"}"#] == 0)
+            // The ChangeConfiguration's and the TriggerMessage's answers: one step each.
+            #expect((samples[#"chargepath_workflow_steps_total{workflow="Provisioning"}"#] ?? 0) >= 2)
+            #expect(samples[#"chargepath_workflow_charger_calls_total{action="ChangeConfiguration",outcome="answered"}"#] == 1)
+            #expect(samples[#"chargepath_workflow_charger_calls_total{action="TriggerMessage",outcome="answered"}"#] == 1)
+            #expect(samples[#"chargepath_workflow_charger_calls_total{action="ChangeConfiguration",outcome="failed"}"#] == 0)
+            #expect(samples["chargepath_workflow_failed_rounds_total"] == 0)
+            #expect(samples["chargepath_database_up"] == 1)
+            for queue in ["starts", "events", "calls"] {
+                #expect(samples[#"chargepath_workflow_backlog{queue="\#(queue)"}"#] == 0, "\(queue)")
+                #expect(samples[#"chargepath_workflow_backlog_oldest_seconds{queue="\#(queue)"}"#] == 0, "\(queue)")
+            }
+            for workflow in ["Provisioning", "ChargingSession", "RemoteStart", "ChargerCommand"] {
+                #expect(samples[#"chargepath_workflow_executions_running{workflow="\#(workflow)"}"#] == 0, "\(workflow)")
+            }
+
+            // A table the backlog reads, locked by another session: the read waits, the scrape does not.
+            try await WorkflowFaultTests.withConnection(server.database) { connection in
+                try await connection.query("BEGIN", logger: TestDatabase.logger)
+                try await connection.query("LOCK TABLE workflow_starts IN ACCESS EXCLUSIVE MODE", logger: TestDatabase.logger)
+                let started = ContinuousClock.now
+                let response = try await server.api.request("GET", "/metrics")
+                #expect(response.status == 200)
+                #expect(ContinuousClock.now - started < .seconds(10))
+                let locked = Self.samples(response.body)
+                #expect(locked["chargepath_database_up"] == 0)
+                #expect(locked[#"chargepath_workflow_backlog{queue="starts"}"#]?.isNaN == true)
+                #expect(locked[#"chargepath_workflow_executions_running{workflow="Provisioning"}"#]?.isNaN == true)
+                // What the node counted itself is still there.
+                #expect(locked[#"chargepath_workflow_executions_started_total{workflow="Provisioning"}"#] == 1)
+                try await connection.query("ROLLBACK", logger: TestDatabase.logger)
+            }
+            try await eventually(timeout: .seconds(20), "the backlog is read again") {
+                Self.samples(try await server.api.request("GET", "/metrics").body)["chargepath_database_up"] == 1
             }
         }
     }

@@ -197,6 +197,7 @@ import Testing
         _ database: DatabaseEndpoint, workers: [String], configuration: PostgresWorkflowEngine.Configuration,
         logger: Logger = TestDatabase.logger, poolSize: Int = 4,
         workflows: (String) -> [AnyWorkflow] = { [AnyWorkflow(AlarmWorkflow(worker: $0))] },
+        observer: @escaping @Sendable (WorkflowActivity) -> Void = { _ in },
         caller: @escaping @Sendable (String, String, JSONValue) async -> PostgresWorkflowEngine.CallOutcome,
         _ body: @Sendable ([PostgresWorkflowEngine], Gate) async throws -> T
     ) async throws -> T {
@@ -210,7 +211,7 @@ import Testing
             clients.append(client)
             engines.append(PostgresWorkflowEngine(
                 client: client, workflows: workflows(worker), configuration: configuration,
-                logger: logger, schemaReady: workersMayStart, caller: caller
+                logger: logger, schemaReady: workersMayStart, observer: observer, caller: caller
             ))
         }
         let services = clients.map { $0 as any Service } + engines.map { $0 as any Service }
