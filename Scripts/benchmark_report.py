@@ -104,6 +104,7 @@ def cmd_sim(a):
         served = server_handling(*a.metrics)
         if served:
             rec.update(served)
+        rec.update(workflow_backlog(a.metrics[1]))
     rate = rec["steady_calls_per_s"]
     if "server_cores" in rec:
         rec["sut_cores"] = rec["server_cores"] + rec.get("pg_cores", 0) + rec.get("sim_cores", 0)
@@ -126,6 +127,27 @@ def handling_buckets(path):
         bound = float("inf") if le == "+Inf" else float(le)
         buckets[bound] = buckets.get(bound, 0) + float(value)
     return buckets
+
+
+def workflow_backlog(path):
+    """The workflow engine's backlog in a /metrics scrape (the end of the measured window): the
+    starts not taken yet and the oldest one's wait (a charging session's workflow starts that
+    late), and the oldest due event's wait."""
+    found = {}
+    try:
+        lines = open(path).read().splitlines()
+    except OSError:
+        return found
+    names = {
+        'chargepath_workflow_backlog{queue="starts"}': "wf_starts_waiting",
+        'chargepath_workflow_backlog_oldest_seconds{queue="starts"}': "wf_starts_oldest_s",
+        'chargepath_workflow_backlog_oldest_seconds{queue="events"}': "wf_events_oldest_s",
+    }
+    for line in lines:
+        key, _, value = line.rpartition(" ")
+        if key in names:
+            found[names[key]] = float(value)
+    return found
 
 
 def server_handling(before, after):
@@ -292,10 +314,14 @@ def cmd_table(a):
     row("sessions-half", "server's median handling time (its /metrics), ms", "server_p50_ms", ratios=False)
     row("sessions-half", "server's p99 handling time (its /metrics), ms", "server_p99_ms", ratios=False)
     row("sessions-half", "round-trip timeouts + failures", "failed_calls", ratios=False)
+    row("sessions-half", "session workflows not started at the end (its /metrics)", "wf_starts_waiting", ratios=False)
+    row("sessions-half", "oldest of them waited, s", "wf_starts_oldest_s", ratios=False)
     row("sessions-half", "other processes' CPU (noise), cores", "other_cores", ratios=False)
     row("sessions-1s", "msg/s (MeterValues every 1 s)", "steady_calls_per_s", ratios=False)
     row("sessions-1s", "p99 round trip, ms", "lat_p99_ms", ratios=False)
     row("sessions-1s", "server's p99 handling time (its /metrics), ms", "server_p99_ms", ratios=False)
+    row("sessions-1s", "session workflows not started at the end (its /metrics)", "wf_starts_waiting", ratios=False)
+    row("sessions-1s", "oldest of them waited, s", "wf_starts_oldest_s", ratios=False)
     bs = meta.get("boot_storm_chargers", "")
     row("boot-storm", f"s until all {bs} Accepted", "all_accepted_s", "< 10 s",
         lambda cp, peer, echo: yes(cp < 10), ratios=False)

@@ -436,12 +436,24 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
     func startBatch() async throws -> Int {
         let (count, started) = try await client.withTransaction(logger: logger) { connection in
             var claimed = try await connection.rows(of: ClaimStartsStatement(limit: max(1, configuration.startBatchSize)), logger: logger)
+            guard !claimed.isEmpty else { return (0, [WorkflowActivity]()) }
             claimed.sort { $0.0 < $1.0 }
             let date = now()
+            let starts = try claimed.map { _, id, name, inputText in try self.prepareStart(id: id, workflow: name, inputText: inputText, at: date) }
+            // Every execution, its `started` entry and (unless it failed at once) its first
+            // transition, in one statement; none for an execution that exists already (the same
+            // message, handled twice). Then each one's commands, or its end.
+            let inserted = Set(try await connection.rows(
+                of: StartExecutionsStatement(executions: starts.map(\.row), at: date), logger: logger
+            ))
             var started: [WorkflowActivity] = []
-            for (_, id, name, inputText) in claimed {
-                if let activity = try await self.startClaimed(id: id, workflow: name, inputText: inputText, at: date, on: connection) {
-                    started.append(activity)
+            for start in starts where inserted.contains(start.row.id) {
+                if let failure = start.failure {
+                    try await self.finish(start.row.id, status: "FAILED", output: nil, error: failure, at: date, on: connection)
+                    started.append(.started(workflow: start.row.workflow, finished: "FAILED"))
+                } else {
+                    try await self.carryOut(start.transition, of: start.row.id, at: date, on: connection)
+                    started.append(.started(workflow: start.row.workflow, finished: start.transition.outcome?.finalStatus))
                 }
             }
             return (claimed.count, started)
@@ -450,11 +462,16 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
         return count
     }
 
-    /// Starts one claimed execution inside the claim's transaction; returns what to report once
-    /// it commits, or nil when the execution existed already.
-    private func startClaimed(
-        id: String, workflow name: String, inputText: String, at date: Date, on connection: PostgresConnection
-    ) async throws -> WorkflowActivity? {
+    /// A claimed start, worked out before anything is written: the execution's row and first
+    /// history entries, its first transition, and why it failed at once, if it did.
+    private struct PreparedStart {
+        var row: StartExecutionsStatement.Execution
+        var transition: StoredTransition
+        var failure: JSONValue?
+    }
+
+    /// Applies a claimed start's workflow to its input (pure: no database).
+    private func prepareStart(id: String, workflow name: String, inputText: String, at date: Date) throws -> PreparedStart {
         let input = (try? JSONValue.parse(inputText)) ?? .emptyObject
         let transition: StoredTransition
         var failure: JSONValue?
@@ -469,8 +486,6 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
             transition = StoredTransition(state: .null, commands: [], waitingFor: [], outcome: nil, note: "Unknown workflow")
             failure = ["reason": "UnknownWorkflow", "detail": .string("no workflow '\(name)' in this build")]
         }
-        // The execution, its `started` entry and (unless it failed at once) its first transition,
-        // in one statement; nothing when the execution exists already (the same message, handled twice).
         var kinds = ["started"]
         var details = [(["input": input, "by": "charger message"] as JSONValue).serialized()]
         if failure == nil {
@@ -478,19 +493,11 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
             details.append((["note": .string(transition.note), "state": transition.state] as JSONValue).serialized())
         }
         let waitingFor = failure == nil ? try Self.json(transition.waitingFor) : "[]"
-        let inserted = try await connection.rows(of: StartExecutionStatement(
-            executionID: id, workflow: name, version: workflows[name]?.version ?? 0,
-            chargePointID: input["chargePointId"]?.stringValue, input: inputText, state: transition.state.serialized(),
-            waitingFor: waitingFor, at: date, kinds: kinds, details: details
-        ), logger: logger)
-        guard !inserted.isEmpty else { return nil }
-        if let failure {
-            try await finish(id, status: "FAILED", output: nil, error: failure, at: date, on: connection)
-            return .started(workflow: name, finished: "FAILED")
-        } else {
-            try await carryOut(transition, of: id, at: date, on: connection)
-            return .started(workflow: name, finished: transition.outcome?.finalStatus)
-        }
+        let row = StartExecutionsStatement.Execution(
+            id: id, workflow: name, version: workflows[name]?.version ?? 0, chargePointID: input["chargePointId"]?.stringValue,
+            input: inputText, state: transition.state.serialized(), waitingFor: waitingFor, kinds: kinds, details: details
+        )
+        return PreparedStart(row: row, transition: transition, failure: failure)
     }
 
     /// Applies the oldest due event of one execution. Returns false when nothing was due.

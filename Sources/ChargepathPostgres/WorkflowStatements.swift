@@ -157,51 +157,65 @@ struct ClaimStartsStatement: PostgresPreparedStatement {
     func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
 }
 
-/// A new execution with its history entries (`started`, and the first transition unless it
-/// failed at once), or nothing when it exists already (the same message, handled twice): one row
-/// per history entry written (`PostgresWorkflowEngine.startClaimed`). Prepared: every ChargingSession
-/// and Provisioning starts here, so it was parsed and planned once per session and per boot.
-struct StartExecutionStatement: PostgresPreparedStatement {
+/// New executions with their history entries (`started`, and the first transition unless it
+/// failed at once), skipping those that exist already (the same message, handled twice); returns
+/// the ids inserted (`PostgresWorkflowEngine.startBatch`). One statement for a whole batch of
+/// claimed starts: one per start, each a round trip inside the batch's transaction, had the lane
+/// start ChargingSessions at ~40 a second on a busy machine, fewer than a fleet of short sessions
+/// began (BENCHMARKS.md, 2026-11-27 12:10).
+struct StartExecutionsStatement: PostgresPreparedStatement {
     static let sql = """
         WITH execution AS (
             INSERT INTO workflow_executions (id, workflow, version, charge_point_id, input, state, status, waiting_for, created_at, updated_at)
-            VALUES ($1, $2, $3, $4, $5::jsonb, $6::jsonb, 'RUNNING', $7::jsonb, $8, $8)
+            SELECT e.id, e.workflow, e.version, nullif(e.charge_point_id, ''), e.input::jsonb, e.state::jsonb, 'RUNNING', e.waiting_for::jsonb, $8, $8
+            FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[]) WITH ORDINALITY
+                AS e (id, workflow, version, charge_point_id, input, state, waiting_for, n)
+            ORDER BY e.n
             ON CONFLICT (id) DO NOTHING RETURNING id
+        ),
+        history AS (
+            INSERT INTO workflow_history (execution_id, kind, detail, at)
+            SELECT h.execution_id, h.kind, h.detail::jsonb, $8
+            FROM unnest($9::text[], $10::text[], $11::text[]) WITH ORDINALITY AS h (execution_id, kind, detail, n)
+            WHERE h.execution_id IN (SELECT id FROM execution)
+            ORDER BY h.n
         )
-        INSERT INTO workflow_history (execution_id, kind, detail, at)
-        SELECT execution.id, h.kind, h.detail::jsonb, $8
-        FROM execution, unnest($9::text[], $10::text[]) WITH ORDINALITY AS h (kind, detail, n)
-        ORDER BY h.n
-        RETURNING id
+        SELECT id FROM execution
         """
     static let bindingDataTypes: [PostgresDataType] = [
-        .text, .text, .int8, .text, .text, .text, .text, .timestamptz, .textArray, .textArray,
+        .textArray, .textArray, .int8Array, .textArray, .textArray, .textArray, .textArray, .timestamptz, .textArray, .textArray, .textArray,
     ]
-    typealias Row = Int64
+    typealias Row = String
 
-    var executionID: String
-    var workflow: String
-    var version: Int
-    var chargePointID: String?
-    var input: String
-    var state: String
-    var waitingFor: String
+    /// One new execution: its row and its history entries, in order.
+    struct Execution {
+        var id: String
+        var workflow: String
+        var version: Int
+        var chargePointID: String?
+        var input: String
+        var state: String
+        var waitingFor: String
+        var kinds: [String]
+        var details: [String]
+    }
+
+    var executions: [Execution]
     var at: Date
-    var kinds: [String]
-    var details: [String]
 
     func makeBindings() throws -> PostgresBindings {
-        var bindings = PostgresBindings(capacity: 10)
-        bindings.append(executionID)
-        bindings.append(workflow)
-        bindings.append(version)
-        bindings.append(chargePointID)
-        bindings.append(input)
-        bindings.append(state)
-        bindings.append(waitingFor)
+        var bindings = PostgresBindings(capacity: 11)
+        bindings.append(executions.map(\.id))
+        bindings.append(executions.map(\.workflow))
+        bindings.append(executions.map(\.version))
+        bindings.append(executions.map { $0.chargePointID ?? "" })  // no charger: NULL (ids are never empty)
+        bindings.append(executions.map(\.input))
+        bindings.append(executions.map(\.state))
+        bindings.append(executions.map(\.waitingFor))
         bindings.append(at)
-        bindings.append(kinds)
-        bindings.append(details)
+        bindings.append(executions.flatMap { execution in execution.kinds.map { _ in execution.id } })
+        bindings.append(executions.flatMap(\.kinds))
+        bindings.append(executions.flatMap(\.details))
         return bindings
     }
 

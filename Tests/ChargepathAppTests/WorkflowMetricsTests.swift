@@ -12,16 +12,7 @@ import Testing
 /// as in WorkflowFaultTests.
 @Suite(.timeLimit(.minutes(3))) struct WorkflowMetricsTests {
     @Test func theBacklogCountsWhatIsDueAndHowLongItHasWaitedAndEmptiesOnceAWorkerRuns() async throws {
-        let database = try await WorkflowFaultTests.migratedDatabase()
-        let reported = Mutex<[WorkflowActivity]>([])
-        let configuration = PostgresWorkflowEngine.Configuration(pollInterval: .milliseconds(20), stepTimeout: .seconds(30), workerConcurrency: 1)
-        try await WorkflowFaultTests.withEngines(
-            database, workers: ["A"], configuration: configuration,
-            workflows: { _ in [AnyWorkflow(TallyWorkflow())] },
-            observer: { activity in reported.withLock { $0.append(activity) } },
-            caller: WorkflowFaultTests.noCalls
-        ) { engines, workersMayStart in
-            let engine = engines[0]
+        try await Self.withTallyEngine { engine, database, reported, workersMayStart in
             let empty = WorkflowBacklog.Queue(count: 0, oldestAgeSeconds: 0)
             #expect(try await engine.backlog() == WorkflowBacklog(starts: empty, events: empty, calls: empty, running: ["Tally": 0]))
 
@@ -73,7 +64,7 @@ import Testing
             #expect(backlog.calls.count == 1)
             #expect((4.5...15).contains(backlog.calls.oldestAgeSeconds), "\(backlog.calls)")
             #expect(backlog.running == ["Tally": 2])
-            #expect(reported.withLock { $0 } == [.started(workflow: "Tally", finished: nil), .started(workflow: "Tally", finished: nil)])
+            #expect(reported.activity.withLock { $0 } == [.started(workflow: "Tally", finished: nil), .started(workflow: "Tally", finished: nil)])
 
             // A worker takes all of it: the starts, the two signals (b's last: it ends), the call
             // (it fails: this test's chargers answer nothing) and its answer (a ignores it).
@@ -84,14 +75,97 @@ import Testing
             }
             #expect(try await engine.backlog().running == ["Tally": 4], "a and the three new ones; b has ended")
             try await eventually(timeout: .seconds(10), "every step is reported") {
-                reported.withLock { $0.filter { if case .stepped = $0 { true } else { false } }.count } == 3
+                reported.activity.withLock { $0.filter { if case .stepped = $0 { true } else { false } }.count } == 3
             }
-            let activity = reported.withLock { $0 }
+            let activity = reported.activity.withLock { $0 }
             #expect(activity.filter { $0 == .started(workflow: "Tally", finished: nil) }.count == 5)
             #expect(activity.filter { $0 == .stepped(workflow: "Tally", finished: "SUCCEEDED") }.count == 1)
             #expect(activity.filter { $0 == .stepped(workflow: "Tally", finished: nil) }.count == 2)
             #expect(activity.filter { $0 == .call(action: "Reset", outcome: .failed) }.count == 1)
             #expect(!activity.contains(.failedRound))
         }
+    }
+
+    /// One batch of starts (one statement for all of them): the good ones start, input a workflow
+    /// refuses and a workflow this build lacks each give a FAILED execution that says why, and a
+    /// start whose execution exists already (the same message handled twice) changes nothing.
+    @Test func aBatchOfStartsStartsTheGoodOnesRecordsWhyTheOthersFailedAndSkipsOnesThatExist() async throws {
+        try await Self.withTallyEngine { engine, database, reported, workersMayStart in
+            _ = try await engine.start(workflow: "Tally", input: ["signals": 2], executionID: "exists")
+            try await WorkflowFaultTests.withConnection(database) { connection in
+                try await connection.query(
+                    """
+                    INSERT INTO workflow_starts (execution_id, workflow, input, created_at) VALUES
+                        ('good-1', 'Tally', '{"signals": 1, "chargePointId": "CP-A"}', now()),
+                        ('refused', 'Tally', '{"signals": "many"}', now()),
+                        ('unknown', 'NoSuchWorkflow', '{}', now()),
+                        ('exists', 'Tally', '{"signals": 5}', now()),
+                        ('good-2', 'Tally', '{"signals": 1}', now())
+                    """,
+                    logger: TestDatabase.logger
+                )
+            }
+            workersMayStart.open()
+            try await eventually(timeout: .seconds(30), "every start is taken") {
+                let statuses = try await WorkflowFaultTests.statuses(database)
+                let waiting = try await engine.backlog().starts.count
+                return statuses.count == 5 && waiting == 0
+            }
+            let statuses = try await WorkflowFaultTests.statuses(database)
+            #expect(statuses["good-1"]?.status == "RUNNING")
+            #expect(statuses["good-2"]?.status == "RUNNING")
+            #expect(statuses["exists"]?.status == "RUNNING")
+            #expect(statuses["refused"]?.status == "FAILED")
+            #expect(statuses["unknown"]?.status == "FAILED")
+            let rows = try await WorkflowFaultTests.withConnection(database) { connection in
+                var found: [String: (String?, String?, String)] = [:]
+                let rows = try await connection.query(
+                    "SELECT id, charge_point_id, error ->> 'reason', input::text FROM workflow_executions", logger: TestDatabase.logger
+                )
+                for try await (id, chargePoint, reason, input) in rows.decode((String, String?, String?, String).self) {
+                    found[id] = (chargePoint, reason, input)
+                }
+                return found
+            }
+            #expect(rows["good-1"]?.0 == "CP-A")
+            #expect(rows["good-2"]?.0 == nil)
+            #expect(rows["refused"]?.1 == "BadInput")
+            #expect(rows["unknown"]?.1 == "UnknownWorkflow")
+            #expect(try JSONValue.parse(try #require(rows["exists"]?.2)) == ["signals": 2], "the existing execution is untouched")
+            let history = try await WorkflowFaultTests.history(database)
+            #expect(history["good-1"]?.map(\.kind) == ["started", "transition"])
+            #expect(history["good-1"]?.first?.detail["by"] == "charger message")
+            #expect(history["refused"]?.map(\.kind) == ["started", "finished"])
+            #expect(history["exists"]?.filter { $0.kind == "started" }.count == 1)
+            let activity = reported.activity.withLock { $0 }
+            #expect(activity.filter { $0 == .started(workflow: "Tally", finished: nil) }.count == 3, "exists (by the API), good-1, good-2")
+            #expect(activity.contains(.started(workflow: "Tally", finished: "FAILED")))
+            #expect(activity.contains(.started(workflow: "NoSuchWorkflow", finished: "FAILED")))
+        }
+    }
+
+    /// One worker of one lane (not started until `workersMayStart` opens) running TallyWorkflow on
+    /// a fresh migrated database; `reported` collects what it tells its observer.
+    static func withTallyEngine(
+        _ body: @Sendable (PostgresWorkflowEngine, DatabaseEndpoint, Reported, Gate) async throws -> Void
+    ) async throws {
+        let database = try await WorkflowFaultTests.migratedDatabase()
+        let reported = Reported()
+        let configuration = PostgresWorkflowEngine.Configuration(
+            pollInterval: .milliseconds(20), stepTimeout: .seconds(30), workerConcurrency: 1, startBatchSize: 16
+        )
+        try await WorkflowFaultTests.withEngines(
+            database, workers: ["A"], configuration: configuration,
+            workflows: { _ in [AnyWorkflow(TallyWorkflow())] },
+            observer: { activity in reported.activity.withLock { $0.append(activity) } },
+            caller: WorkflowFaultTests.noCalls
+        ) { engines, workersMayStart in
+            try await body(engines[0], database, reported, workersMayStart)
+        }
+    }
+
+    /// What an engine told its observer, in order.
+    final class Reported: Sendable {
+        let activity = Mutex<[WorkflowActivity]>([])
     }
 }
