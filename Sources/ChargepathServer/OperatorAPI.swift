@@ -69,9 +69,8 @@ public struct OperatorAPI: Sendable {
                 if let engine {
                     // Bounded: a scrape answers even while the database is away.
                     do {
-                        metrics.record(backlog: try await withTimeLimit(.seconds(2)) { try await engine.backlog() })
+                        try await metrics.refreshWorkflowBacklog(within: .seconds(2)) { try await engine.backlog() }
                     } catch {
-                        metrics.record(backlog: nil)
                         context.logger.warning("Could not read the workflow backlog for /metrics", metadata: ["error": "\(String(reflecting: error))"])
                     }
                 }

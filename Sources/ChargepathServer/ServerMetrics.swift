@@ -1,6 +1,8 @@
 public import ChargepathWorkflows
+import Chargepath
 import OCPP16
 import Prometheus
+import Synchronization
 
 /// What a node counts about the chargers' CALLs, for Prometheus (`GET /metrics` on the operator
 /// port, behind the API token):
@@ -78,6 +80,8 @@ public final class ServerMetrics: Sendable {
     private let backlogAges: [String: Gauge]
     private let running: [String: Gauge]
     private let databaseUp: Gauge
+    /// Whether a backlog read is running (see `refreshWorkflowBacklog`).
+    private let backlogReading = Atomic<Bool>(false)
     static let finalStatuses = ["SUCCEEDED", "FAILED", "CANCELLED"]
     static let backlogQueues = ["starts", "events", "calls"]
 
@@ -207,6 +211,32 @@ public final class ServerMetrics: Sendable {
         case .call(let action, let end):
             (chargerCalls[action] ?? otherChargerCalls)[end]?.increment()
         }
+    }
+
+    /// Reads the workflow backlog with `read` and records it, within `limit`; records it as
+    /// unknown (and throws) when the read fails or takes longer. A read that outlives its limit
+    /// (a database away: the driver's wait for a connection does not end on cancellation) is left
+    /// to finish on its own, and until it has, scrapes do not start another: an outage does not
+    /// pile up a waiting read per scrape.
+    public func refreshWorkflowBacklog(within limit: Duration, _ read: @escaping @Sendable () async throws -> WorkflowBacklog) async throws {
+        guard backlogReading.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else {
+            record(backlog: nil)
+            throw BacklogReadStillRunning()
+        }
+        do {
+            let backlog = try await withTimeLimit(limit) { [self] in
+                defer { backlogReading.store(false, ordering: .releasing) }
+                return try await read()
+            }
+            record(backlog: backlog)
+        } catch {
+            record(backlog: nil)
+            throw error
+        }
+    }
+
+    struct BacklogReadStillRunning: Error, CustomStringConvertible {
+        var description: String { "the previous scrape's read has not finished yet" }
     }
 
     /// The values read from the database at a scrape; nil when it could not be read.

@@ -1,8 +1,11 @@
 import ChargePointSimulator
 import ChargepathApp
 import ChargepathServer
+import Chargepath
+import ChargepathWorkflows
 import Foundation
 import PostgresNIO
+import Synchronization
 import Testing
 
 /// `GET /metrics`: what an operator's Prometheus scrapes from a node.
@@ -143,5 +146,73 @@ import Testing
                 Self.samples(try await server.api.request("GET", "/metrics").body)["chargepath_database_up"] == 1
             }
         }
+    }
+
+    /// A backlog read that outlives its limit (a database away) is left to finish, and scrapes
+    /// do not start another until it has: each says database_up 0 at once instead of adding one
+    /// more waiting read.
+    @Test func aScrapeDoesNotStartABacklogReadWhileTheLastOneStillWaits() async throws {
+        let metrics = ServerMetrics(workflows: ["Tally"])
+        let release = Latch()
+        let reads = Counter()
+        let backlog = WorkflowBacklog(
+            starts: .init(count: 2, oldestAgeSeconds: 1.5), events: .init(count: 0, oldestAgeSeconds: 0),
+            calls: .init(count: 1, oldestAgeSeconds: 0.25), running: ["Tally": 3]
+        )
+        let read: @Sendable () async throws -> WorkflowBacklog = {
+            if reads.increment() == 1 {
+                await release.wait()  // the first read hangs until released, whatever its task's cancellation
+            }
+            return backlog
+        }
+        func samples() -> [String: Double] { Self.samples(String(decoding: metrics.exposition(connectedChargers: 0), as: UTF8.self)) }
+
+        await #expect(throws: TimeLimitExceeded.self) { try await metrics.refreshWorkflowBacklog(within: .milliseconds(100), read) }
+        #expect(samples()["chargepath_database_up"] == 0)
+        #expect(samples()[#"chargepath_workflow_backlog{queue="starts"}"#]?.isNaN == true)
+        // The first read still waits: the next scrape fails at once, without a second read.
+        await #expect(throws: (any Error).self) { try await metrics.refreshWorkflowBacklog(within: .seconds(5), read) }
+        #expect(reads.value == 1)
+        release.open()
+        try await eventually(timeout: .seconds(10), "a read runs again once the first has finished") {
+            (try? await metrics.refreshWorkflowBacklog(within: .seconds(5), read)) != nil
+        }
+        let after = samples()
+        #expect(after["chargepath_database_up"] == 1)
+        #expect(after[#"chargepath_workflow_backlog{queue="starts"}"#] == 2)
+        #expect(after[#"chargepath_workflow_backlog_oldest_seconds{queue="starts"}"#] == 1.5)
+        #expect(after[#"chargepath_workflow_backlog{queue="calls"}"#] == 1)
+        #expect(after[#"chargepath_workflow_executions_running{workflow="Tally"}"#] == 3)
+    }
+
+    /// A wait that only `open` ends (not cancellation), like a driver's wait for a connection.
+    final class Latch: Sendable {
+        private let state = Mutex<(open: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+        func wait() async {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let resumeNow = state.withLock { state -> Bool in
+                    if state.open { return true }
+                    state.waiters.append(continuation)
+                    return false
+                }
+                if resumeNow { continuation.resume() }
+            }
+        }
+        func open() {
+            let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+                state.open = true
+                defer { state.waiters = [] }
+                return state.waiters
+            }
+            waiters.forEach { $0.resume() }
+        }
+    }
+
+    /// A count shared by concurrent closures.
+    final class Counter: Sendable {
+        private let count = Mutex(0)
+        /// Adds one; returns the new count.
+        func increment() -> Int { count.withLock { $0 += 1; return $0 } }
+        var value: Int { count.withLock { $0 } }
     }
 }
