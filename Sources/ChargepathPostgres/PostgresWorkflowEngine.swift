@@ -729,21 +729,18 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
             event = .callFailed(key: call.key, code: "NotConnected", description: "The charger did not come back in time")
         }
         do {
-            try await client.withTransaction(logger: logger) { connection in
-                let rows = try await connection.query(
-                    "UPDATE workflow_outbox SET done_at = \(date) WHERE id = \(call.id) AND done_at IS NULL RETURNING id", logger: logger
+            // One statement, so one round trip and atomic: the call is marked done and its outcome
+            // becomes an event, or neither (an earlier attempt's answer was recorded already).
+            try await client.query(
+                """
+                WITH done AS (
+                    UPDATE workflow_outbox SET done_at = \(date) WHERE id = \(call.id) AND done_at IS NULL RETURNING id
                 )
-                var open = false
-                for try await _ in rows.decode(Int64.self) { open = true }
-                guard open else { return }  // Already answered by an earlier attempt.
-                try await connection.query(
-                    """
-                    INSERT INTO workflow_inbox (execution_id, event, available_at, created_at)
-                    VALUES (\(call.executionID), \(try Self.json(event))::jsonb, \(date), \(date))
-                    """,
-                    logger: logger
-                )
-            }
+                INSERT INTO workflow_inbox (execution_id, event, available_at, created_at)
+                SELECT \(call.executionID), \(try Self.json(event))::jsonb, \(date), \(date) FROM done
+                """,
+                logger: logger
+            )
         } catch {
             // The lease runs out and the call is sent again under the same key.
             logger.warning("Could not record a workflow call's outcome; it will be retried", metadata: ["error": "\(error)"])
