@@ -360,15 +360,50 @@ public struct EmbeddedPostgres: Sendable {
     }
 }
 
-/// Finds a TCP port on 127.0.0.1 that nothing listens on right now.
+/// Finds a TCP port on 127.0.0.1 that nothing listens on right now, below the kernel's range of
+/// ephemeral ports when it can: a port the kernel picked from that range (bind to port 0) can be
+/// handed out again as the local port of any outgoing connection before its listener binds it
+/// ("Address already in use": a test's child server, once in a full run, 2026-11-27), and the
+/// embedded cluster's port is bound again at every start.
 public enum FreePort {
     public static func find() throws -> Int {
+        let ephemeralLow = ephemeralRangeLow()
+        if ephemeralLow > 10_000 {
+            var generator = SystemRandomNumberGenerator()
+            for _ in 0..<200 {
+                let port = Int.random(in: 10_000..<ephemeralLow, using: &generator)
+                if try bindable(port) { return port }
+            }
+        }
+        return try bound(to: 0)
+    }
+
+    /// The low end of `net.ipv4.ip_local_port_range` (32768 when it cannot be read).
+    static func ephemeralRangeLow() -> Int {
+        guard let text = try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8),
+              let low = text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).first.flatMap({ Int($0) })
+        else { return 32_768 }
+        return low
+    }
+
+    static func bindable(_ port: Int) throws -> Bool {
+        do {
+            return try bound(to: port) == port
+        } catch is BindFailed {
+            return false
+        }
+    }
+
+    struct BindFailed: Error {}
+
+    /// Binds a socket to `port` on 127.0.0.1 (0: any), closes it, and returns the port it had.
+    static func bound(to port: Int) throws -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw EmbeddedPostgres.Error(description: "Could not open a socket to find a free port (errno \(errno)).") }
         defer { close(fd) }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = 0
+        address.sin_port = UInt16(port).bigEndian
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         let bound = withUnsafeMutablePointer(to: &address) {
@@ -376,7 +411,10 @@ public enum FreePort {
                 bind(fd, pointer, length) == 0 && getsockname(fd, pointer, &length) == 0
             }
         }
-        guard bound else { throw EmbeddedPostgres.Error(description: "Could not bind a socket to find a free port (errno \(errno)).") }
+        guard bound else {
+            if port != 0 { throw BindFailed() }
+            throw EmbeddedPostgres.Error(description: "Could not bind a socket to find a free port (errno \(errno)).")
+        }
         return Int(UInt16(bigEndian: address.sin_port))
     }
 }

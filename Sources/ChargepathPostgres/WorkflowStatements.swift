@@ -160,9 +160,9 @@ struct ClaimStartsStatement: PostgresPreparedStatement {
 /// New executions with their history entries (`started`, and the first transition unless it
 /// failed at once), skipping those that exist already (the same message, handled twice); returns
 /// the ids inserted (`PostgresWorkflowEngine.startBatch`). One statement for a whole batch of
-/// claimed starts: one per start, each a round trip inside the batch's transaction, had the lane
-/// start ChargingSessions at ~40 a second on a busy machine, fewer than a fleet of short sessions
-/// began (BENCHMARKS.md, 2026-11-27 12:10).
+/// claimed starts, where there was one per start, each a round trip inside the batch's transaction
+/// that waits for a core under load (1,422 of them in 15 s at ~5,000 msg/s: BENCHMARKS.md,
+/// 2026-11-27 hand notes).
 struct StartExecutionsStatement: PostgresPreparedStatement {
     static let sql = """
         WITH execution AS (

@@ -24,7 +24,8 @@ import Synchronization
 /// - `chargepath_workflow_executions_started_total{workflow}`, `chargepath_workflow_steps_total{workflow}`
 ///   (events applied) and `chargepath_workflow_executions_finished_total{workflow, status}`
 ///   (SUCCEEDED, FAILED, CANCELLED), each counted once committed;
-/// - `chargepath_workflow_failed_rounds_total`: start batches and steps rolled back (tried again);
+/// - `chargepath_workflow_failed_rounds_total`: start batches and steps given up on (an error, or
+///   the step time limit: such a round may still commit later, and is then counted as done too);
 /// - `chargepath_workflow_charger_calls_total{action, outcome}`: calls to chargers, `answered`,
 ///   `failed` or `not_connected` (tried again a little later);
 ///
@@ -80,8 +81,8 @@ public final class ServerMetrics: Sendable {
     private let backlogAges: [String: Gauge]
     private let running: [String: Gauge]
     private let databaseUp: Gauge
-    /// Whether a backlog read is running (see `refreshWorkflowBacklog`).
-    private let backlogReading = Atomic<Bool>(false)
+    /// The backlog read running, if one is (see `refreshWorkflowBacklog`).
+    private let backlogRead = Mutex<Task<WorkflowBacklog, any Error>?>(nil)
     static let finalStatuses = ["SUCCEEDED", "FAILED", "CANCELLED"]
     static let backlogQueues = ["starts", "events", "calls"]
 
@@ -157,7 +158,7 @@ public final class ServerMetrics: Sendable {
         self.running = running
         self.failedRounds = registry.makeCounter(descriptor: MetricNameDescriptor(
             namespace: "chargepath", subsystem: "workflow", metricName: "failed_rounds", unitName: "total",
-            helpText: "Workflow start batches and steps rolled back on this node (the database away, a time limit); they are tried again."))
+            helpText: "Workflow start batches and steps this node gave up on (an error, or the time limit: such a round may still commit); they are tried again."))
         let callDescriptor = MetricNameDescriptor(
             namespace: "chargepath", subsystem: "workflow", metricName: "charger_calls", unitName: "total",
             helpText: "Calls this node's workflows made to chargers, by action and outcome (answered, failed, not_connected: tried again later).")
@@ -214,29 +215,30 @@ public final class ServerMetrics: Sendable {
     }
 
     /// Reads the workflow backlog with `read` and records it, within `limit`; records it as
-    /// unknown (and throws) when the read fails or takes longer. A read that outlives its limit
-    /// (a database away: the driver's wait for a connection does not end on cancellation) is left
-    /// to finish on its own, and until it has, scrapes do not start another: an outage does not
-    /// pile up a waiting read per scrape.
+    /// unknown (and throws) when the read fails or takes longer. Scrapes that come while a read
+    /// runs wait for that same read (each within its own limit) instead of starting another: two
+    /// Prometheus servers scraping at once share one read, and during an outage (the driver's wait
+    /// for a connection does not end on cancellation) a read that outlives its limit is left to
+    /// finish on its own while the scrapes after it do not pile up reads of their own.
     public func refreshWorkflowBacklog(within limit: Duration, _ read: @escaping @Sendable () async throws -> WorkflowBacklog) async throws {
-        guard backlogReading.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else {
-            record(backlog: nil)
-            throw BacklogReadStillRunning()
-        }
-        do {
-            let backlog = try await withTimeLimit(limit) { [self] in
-                defer { backlogReading.store(false, ordering: .releasing) }
+        let running = backlogRead.withLock { current -> Task<WorkflowBacklog, any Error> in
+            if let current { return current }
+            // Made under the lock, so the task cannot clear the slot before it is in it; and only
+            // the task in the slot clears it (a new one is made only once the slot is empty).
+            let task = Task<WorkflowBacklog, any Error> { [self] in
+                defer { backlogRead.withLock { $0 = nil } }
                 return try await read()
             }
-            record(backlog: backlog)
+            current = task
+            return task
+        }
+        do {
+            // Cancelling this wait at the limit leaves the shared read running.
+            record(backlog: try await withTimeLimit(limit) { try await running.value })
         } catch {
             record(backlog: nil)
             throw error
         }
-    }
-
-    struct BacklogReadStillRunning: Error, CustomStringConvertible {
-        var description: String { "the previous scrape's read has not finished yet" }
     }
 
     /// The values read from the database at a scrape; nil when it could not be read.

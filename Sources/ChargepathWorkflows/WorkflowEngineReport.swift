@@ -31,15 +31,16 @@ public struct WorkflowBacklog: Sendable, Equatable {
     }
 }
 
-/// What a workflow engine tells its observer as it works (metrics); reported once the work is
-/// committed, by the node that did it.
+/// What a workflow engine tells its observer as it works (metrics), on the node that did it:
+/// starts and steps once committed, calls as each one ends.
 public enum WorkflowActivity: Sendable, Equatable {
     /// An execution of `workflow` started; `finished` is its status when it ended at once
     /// (SUCCEEDED, FAILED or CANCELLED).
     case started(workflow: String, finished: String?)
     /// An event was applied to an execution of `workflow`; `finished` as for `started`.
     case stepped(workflow: String, finished: String?)
-    /// A batch of starts or a step rolled back (the database away, a time limit); it is tried again.
+    /// A batch of starts or a step was given up on (an error, or the step time limit, after which
+    /// it may still commit and be reported as done too); it is tried again.
     case failedRound
     /// A call to a charger ended.
     case call(action: String, outcome: CallEnd)

@@ -157,4 +157,16 @@ import Testing
         #expect(orphans.map(\.cluster.lastPathComponent) == ["b", "c"])
         #expect(orphans.first?.dataDirectory == root.appendingPathComponent("deleted-clone").path)
     }
+
+    /// A free port comes from below the kernel's ephemeral range, where no outgoing connection
+    /// can take it as its local port before its listener binds it; and it is free.
+    @Test func aFreePortIsBelowTheEphemeralRangeAndBindable() throws {
+        let low = FreePort.ephemeralRangeLow()
+        try #require(low > 10_000, "this machine's ephemeral range starts at \(low)")
+        for _ in 0..<20 {
+            let port = try FreePort.find()
+            #expect((10_000..<low).contains(port), "\(port)")
+            #expect(try FreePort.bindable(port))
+        }
+    }
 }

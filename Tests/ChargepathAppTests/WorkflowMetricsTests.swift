@@ -137,6 +137,11 @@ import Testing
             #expect(history["good-1"]?.first?.detail["by"] == "charger message")
             #expect(history["refused"]?.map(\.kind) == ["started", "finished"])
             #expect(history["exists"]?.filter { $0.kind == "started" }.count == 1)
+            // Reported once each batch's commit is acknowledged, which may come a moment after
+            // another session sees the rows.
+            try await eventually(timeout: .seconds(10), "every start is reported") {
+                reported.activity.withLock { $0.filter { if case .started = $0 { true } else { false } }.count } == 5
+            }
             let activity = reported.activity.withLock { $0 }
             #expect(activity.filter { $0 == .started(workflow: "Tally", finished: nil) }.count == 3, "exists (by the API), good-1, good-2")
             #expect(activity.contains(.started(workflow: "Tally", finished: "FAILED")))
