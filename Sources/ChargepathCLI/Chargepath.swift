@@ -70,6 +70,10 @@ struct Serve: AsyncParsableCommand {
     var workflowCallLease: Int = 60
     @Option(help: "Workflow worker lanes: starts and steps run this many at a time, each on a pool connection of its own. Default: half the cores, at least one.")
     var workflowLanes: Int?
+    @Option(help: "Workflow lanes that join the others only while the worker is behind (the starts and events it takes waited --workflow-catch-up-after or longer), until it catches up. 0: none. Default: as many as the cores.")
+    var workflowCatchUpLanes: Int?
+    @Option(help: "Seconds the workflow work taken must have waited for the catch-up lanes to join; they stop once it waited less than half of that.")
+    var workflowCatchUpAfter: Double = 5
     @Option(help: "The most workflow starts (asked for by charger messages) one transaction claims.")
     var workflowStartBatch: Int = 16
     @Flag(help: "Do not start a Provisioning workflow (configuration push and TriggerMessage) after each Accepted boot.")
@@ -118,6 +122,11 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError("--workflow-lanes and --workflow-start-batch must be positive.")
         }
         if let workflowLanes { configuration.workflows.workerConcurrency = workflowLanes }
+        guard workflowCatchUpLanes ?? 0 >= 0, workflowCatchUpAfter > 0, workflowCatchUpAfter.isFinite else {
+            throw ValidationError("--workflow-catch-up-lanes must be 0 or more, and --workflow-catch-up-after a positive number of seconds.")
+        }
+        if let workflowCatchUpLanes { configuration.workflows.catchUpLanes = workflowCatchUpLanes }
+        configuration.workflows.catchUpAfter = .milliseconds(Int64(workflowCatchUpAfter * 1000))
         configuration.workflows.startBatchSize = workflowStartBatch
         configuration.provisionOnBoot = !noProvisioning
         guard interruptGrace >= 0 else { throw ValidationError("--interrupt-grace must be 0 or more seconds.") }

@@ -398,7 +398,10 @@ public enum FreePort {
 
     /// Binds a socket to `port` on 127.0.0.1 (0: any), closes it, and returns the port it had.
     static func bound(to port: Int) throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        // Close-on-exec: a process another thread starts meanwhile must not inherit the socket and
+        // keep the port bound after we close it (a full test run, starting clusters in parallel,
+        // found a port just checked to be free that could not be bound again, 2 times in 20).
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw EmbeddedPostgres.Error(description: "Could not open a socket to find a free port (errno \(errno)).") }
         defer { close(fd) }
         var address = sockaddr_in()

@@ -42,13 +42,29 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
         /// starts and stops, each a step, ran four at a time. One lane provisioned 1,000 booted
         /// chargers in 3.9 s against 2.8 s with four (BENCHMARKS.md).
         public var workerConcurrency: Int
+        /// Lanes per process that join the others only while the worker is behind: while the
+        /// starts and events its lanes take waited `catchUpAfter` or longer (`WorkflowCatchUp`).
+        /// 0: none. By default as many as the cores (`defaultCatchUpLanes`).
+        ///
+        /// At the sessions benchmark's maximum rate on 2 cores (1,000 chargers saturating the
+        /// node for 100 s), the one lane fell further behind all along: 3,829 starts waiting at
+        /// the end, the oldest 95 s. With the catch-up lanes the backlog peaked at 2,029 (34 s) and
+        /// was down to 319 (7.8 s) at the end, for 1% fewer charger messages a second over the run
+        /// (7,604 against 7,696), 10–13% fewer in the first 40 s, while they worked
+        /// (BENCHMARKS.md, 2026-11-27). Background work comes later under load, but is not
+        /// avoided; a queue that only grows is worse.
+        public var catchUpLanes: Int
+        /// How late the work taken must be for the catch-up lanes to join; they stop once a lane
+        /// takes work that waited less than half of it, or finds none.
+        public var catchUpAfter: Duration
         /// The most `workflow_starts` rows one transaction claims and starts; also the most steps
         /// (one transaction each) a lane applies in a row before it looks for starts again.
         public var startBatchSize: Int
 
         public init(pollInterval: Duration = .milliseconds(100), callLease: Duration = .seconds(60),
                     notConnectedGiveUp: Duration = .seconds(300), maximumCallsInFlight: Int = 64,
-                    stepTimeout: Duration = .seconds(15), workerConcurrency: Int = Configuration.defaultWorkerConcurrency, startBatchSize: Int = 16) {
+                    stepTimeout: Duration = .seconds(15), workerConcurrency: Int = Configuration.defaultWorkerConcurrency, startBatchSize: Int = 16,
+                    catchUpLanes: Int = Configuration.defaultCatchUpLanes, catchUpAfter: Duration = .seconds(5)) {
             self.pollInterval = pollInterval
             self.callLease = callLease
             self.notConnectedGiveUp = notConnectedGiveUp
@@ -56,10 +72,15 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
             self.stepTimeout = stepTimeout
             self.workerConcurrency = workerConcurrency
             self.startBatchSize = startBatchSize
+            self.catchUpLanes = catchUpLanes
+            self.catchUpAfter = catchUpAfter
         }
 
         /// Half this machine's cores, at least one.
         public static var defaultWorkerConcurrency: Int { max(1, System.coreCount / 2) }
+
+        /// As many as the cores.
+        public static var defaultCatchUpLanes: Int { System.coreCount }
     }
 
     /// How a call to a charger went, as the runner tells the workflow.
@@ -324,10 +345,15 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
         }
         let inFlight = CallCounter()
         let found = CallCounter()
+        let baseLanes = max(1, configuration.workerConcurrency)
+        let catchUp = CatchUpSwitch(WorkflowCatchUp(after: configuration.catchUpAfter),
+                                    baseLanes: baseLanes, catchUpLanes: max(0, configuration.catchUpLanes))
+        observer(.lanes(working: baseLanes, behind: false))
         await withDiscardingTaskGroup { group in
-            // Lanes start executions and apply steps, each on a connection of its own.
-            for lane in 0..<max(1, configuration.workerConcurrency) {
-                group.addTask { await self.runLane(lane, found: found) }
+            // Lanes start executions and apply steps, each on a connection of its own; the
+            // catch-up lanes only while the worker is behind.
+            for lane in 0..<(baseLanes + max(0, configuration.catchUpLanes)) {
+                group.addTask { await self.runLane(lane, catchUpOnly: lane >= baseLanes, found: found, catchUp: catchUp) }
             }
             // This task hands out the due calls, each sent by a child task, at most
             // `maximumCallsInFlight` of them out at once.
@@ -369,9 +395,11 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
     static let idleLaneSkips = 10
 
     /// One lane: starts and steps while there are any, and looks again after `pollInterval` when
-    /// there were none. Lanes share nothing but the pool (the row locks keep them apart) and
-    /// `found`, a count of the rounds in which some lane found work, which wakes idle lanes.
-    private func runLane(_ lane: Int, found: CallCounter) async {
+    /// there were none. Lanes share nothing but the pool (the row locks keep them apart),
+    /// `found`, a count of the rounds in which some lane found work, which wakes idle lanes, and
+    /// `catchUp`, which each round tells how late its work was. A catch-up lane (`catchUpOnly`)
+    /// looks only while `catchUp` says the worker is behind.
+    private func runLane(_ lane: Int, catchUpOnly: Bool, found: CallCounter, catchUp: CatchUpSwitch) async {
         // Per round, one batch of starts, then as many steps (one transaction each) while any
         // are due: neither kind of work waits long behind the other.
         let stepsPerRound = max(1, configuration.startBatchSize)
@@ -380,11 +408,23 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
         while !Task.isShuttingDownGracefully, !Task.isCancelled {
             var worked = false
             let news = found.value
-            let look = lane == 0 || news != seen || idleRounds % Self.idleLaneSkips == 0
+            let look = catchUpOnly ? catchUp.behind : (lane == 0 || news != seen || idleRounds % Self.idleLaneSkips == 0)
             seen = news
             if look {
                 do {
-                    worked = try await laneRound(steps: stepsPerRound)
+                    let lateness: Duration?
+                    (worked, lateness) = try await laneRound(steps: stepsPerRound)
+                    if let lanes = catchUp.observe(lateness: lateness) {
+                        observer(.lanes(working: lanes.working, behind: lanes.behind))
+                        if lanes.behind {
+                            logger.notice("Workflow work is late: catch-up lanes join", metadata: [
+                                "workflow.lateness": "\(lateness.map { String(describing: $0) } ?? "-")",
+                                "workflow.lanes": "\(lanes.working)",
+                            ])
+                        } else {
+                            logger.notice("Workflow work caught up: catch-up lanes stop", metadata: ["workflow.lanes": "\(lanes.working)"])
+                        }
+                    }
                 } catch where Task.isShuttingDownGracefully || Task.isCancelled {
                     break
                 } catch {
@@ -409,16 +449,26 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
         }
     }
 
-    /// One batch of starts, then up to `steps` steps while any are due. Returns whether there was work.
-    private func laneRound(steps: Int) async throws -> Bool {
+    /// One batch of starts, then up to `steps` steps while any are due. Returns whether there was
+    /// work, and how long the one that waited longest had waited when it was taken (nil: there
+    /// was none).
+    private func laneRound(steps: Int) async throws -> (worked: Bool, lateness: Duration?) {
         // Each database round is bounded and ends at shutdown, even while it waits for a pool
         // connection (a wait the driver does not end on cancellation).
-        var worked = try await bounded { try await self.startBatch() } > 0
+        let starts = try await bounded { try await self.claimAndStart() }
+        var worked = starts.count > 0
+        var lateness = starts.lateness
         for _ in 0..<steps {
-            guard !Task.isShuttingDownGracefully, !Task.isCancelled, try await bounded({ try await self.stepOnce() }) else { break }
+            guard !Task.isShuttingDownGracefully, !Task.isCancelled, let late = try await bounded({ try await self.step() }) else { break }
             worked = true
+            lateness = max(lateness ?? late, late)
         }
-        return worked
+        return (worked, lateness)
+    }
+
+    /// How long something due at `due` has waited at `date`.
+    static func lateness(of due: Date, at date: Date) -> Duration {
+        .milliseconds(Int64(max(0, date.timeIntervalSince(due)) * 1000))
     }
 
     /// Runs one database round with the step time limit; returns early at graceful shutdown.
@@ -431,15 +481,16 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
 
     /// Starts the executions that charger messages asked for (rows of `workflow_starts`, written
     /// with the messages' data), up to `startBatchSize` of them in one transaction: all started or,
-    /// if it fails, none (the rows stay for the next try). Returns how many rows it took. Input a
-    /// workflow refuses, or a workflow this build lacks, gives a FAILED execution that says why.
-    func startBatch() async throws -> Int {
-        let (count, started) = try await client.withTransaction(logger: logger) { connection in
+    /// if it fails, none (the rows stay for the next try). Input a workflow refuses, or a workflow
+    /// this build lacks, gives a FAILED execution that says why. Returns how many rows it took,
+    /// and how long the oldest of them had waited.
+    private func claimAndStart() async throws -> (count: Int, lateness: Duration?) {
+        let (count, lateness, started) = try await client.withTransaction(logger: logger) { connection in
             var claimed = try await connection.rows(of: ClaimStartsStatement(limit: max(1, configuration.startBatchSize)), logger: logger)
-            guard !claimed.isEmpty else { return (0, [WorkflowActivity]()) }
+            guard !claimed.isEmpty else { return (0, Duration?.none, [WorkflowActivity]()) }
             claimed.sort { $0.0 < $1.0 }
             let date = now()
-            let starts = try claimed.map { _, id, name, inputText in try self.prepareStart(id: id, workflow: name, inputText: inputText, at: date) }
+            let starts = try claimed.map { _, id, name, inputText, _ in try self.prepareStart(id: id, workflow: name, inputText: inputText, at: date) }
             // Every execution, its `started` entry and (unless it failed at once) its first
             // transition, in one statement; none for an execution that exists already (the same
             // message, handled twice). Then each one's commands, or its end.
@@ -456,10 +507,10 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
                     started.append(.started(workflow: start.row.workflow, finished: start.transition.outcome?.finalStatus))
                 }
             }
-            return (claimed.count, started)
+            return (claimed.count, claimed.map(\.4).min().map { Self.lateness(of: $0, at: date) }, started)
         }
         started.forEach(observer)
-        return count
+        return (count, lateness)
     }
 
     /// A claimed start, worked out before anything is written: the execution's row and first
@@ -500,7 +551,8 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
         return PreparedStart(row: row, transition: transition, failure: failure)
     }
 
-    /// Applies the oldest due event of one execution. Returns false when nothing was due.
+    /// Applies the oldest due event of one execution. Returns how long that event had waited since
+    /// it fell due, nil when nothing was due.
     ///
     /// The execution is locked first (`FOR NO KEY UPDATE SKIP LOCKED`: one that another step
     /// holds is passed over, not waited for), then its oldest due event is taken. So a step never
@@ -508,32 +560,34 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
     /// events out of order, nor deadlock over the timers a step replaces. (NO KEY: steps exclude
     /// each other, but a charger message or a call's answer adding an event to the inbox, whose
     /// foreign-key check takes KEY SHARE, does not wait for a step.)
-    func stepOnce() async throws -> Bool {
-        // nil: nothing was due; `.some(nil)`: an event taken but not applied (a finished execution's leftover).
-        let stepped: WorkflowActivity?? = try await client.withTransaction(logger: logger) { connection in
+    private func step() async throws -> Duration? {
+        // nil: nothing was due; else how late the event was, with what to report (nil: an event
+        // taken but not applied, a finished execution's leftover).
+        let stepped: (Duration, WorkflowActivity?)? = try await client.withTransaction(logger: logger) { connection in
             let date = now()
             let execution = try await connection.rows(of: StepCandidateStatement(now: date), logger: logger).last
-            guard let (executionID, name, stateText, status) = execution else { return nil }
+            guard let (executionID, name, stateText, status, dueAt) = execution else { return nil }
+            let lateness = Self.lateness(of: dueAt, at: date)
             // With the execution held, nobody else takes its events: the oldest due one is ours.
             let eventText = try await connection.rows(of: TakeDueEventStatement(executionID: executionID, now: date), logger: logger).last
             // Nothing due any more (a step that committed meanwhile took it), or a finished execution's leftover.
-            guard let eventText, status == "RUNNING" else { return .some(nil) }
+            guard let eventText, status == "RUNNING" else { return (lateness, nil) }
             let event = try JSONValue.parse(eventText).decode(WorkflowEvent.self, using: JSONValueDecoder())
             let eventDetail = try JSONValue(encoding: event, using: JSONValueEncoder())
             guard let workflow = workflows[name] else {
                 try await self.history(executionID, "event", eventDetail, at: date, on: connection)
                 try await self.finish(executionID, status: "FAILED", output: nil,
                                       error: ["reason": "UnknownWorkflow", "detail": .string("no workflow '\(name)' in this build")], at: date, on: connection)
-                return .stepped(workflow: name, finished: "FAILED")
+                return (lateness, .stepped(workflow: name, finished: "FAILED"))
             }
             let transition = try workflow.handle(event, state: try JSONValue.parse(stateText), now: date)
             try await self.record(transition, of: executionID, event: eventDetail, at: date, on: connection)
             try await self.carryOut(transition, of: executionID, at: date, on: connection)
-            return .stepped(workflow: name, finished: transition.outcome?.finalStatus)
+            return (lateness, .stepped(workflow: name, finished: transition.outcome?.finalStatus))
         }
-        guard let stepped else { return false }
-        if let stepped { observer(stepped) }
-        return true
+        guard let (lateness, activity) = stepped else { return nil }
+        if let activity { observer(activity) }
+        return lateness
     }
 
     /// Records a transition: state, history, timers, calls, and the end if it is the end.
@@ -785,6 +839,32 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
         var generator = SystemRandomNumberGenerator()
         let bytes = (0..<16).map { _ in UInt8.random(in: .min ... .max, using: &generator) }
         return bytes.map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }.joined()
+    }
+}
+
+/// Whether a worker's catch-up lanes work (`WorkflowCatchUp`), shared by its lanes.
+final class CatchUpSwitch: Sendable {
+    private let state: Mutex<WorkflowCatchUp>
+    let baseLanes: Int
+    let catchUpLanes: Int
+
+    init(_ catchUp: WorkflowCatchUp, baseLanes: Int, catchUpLanes: Int) {
+        self.state = Mutex(catchUp)
+        self.baseLanes = baseLanes
+        self.catchUpLanes = catchUpLanes
+    }
+
+    var behind: Bool { state.withLock { $0.behind } }
+
+    /// Tells the switch how late a round's work was (nil: it found none); returns the lanes now
+    /// working when that changed whether the worker is behind, nil otherwise. Without catch-up
+    /// lanes nothing changes.
+    func observe(lateness: Duration?) -> (working: Int, behind: Bool)? {
+        guard catchUpLanes > 0 else { return nil }
+        return state.withLock { catchUp in
+            guard catchUp.observe(lateness: lateness) else { return nil }
+            return (baseLanes + (catchUp.behind ? catchUpLanes : 0), catchUp.behind)
+        }
     }
 }
 

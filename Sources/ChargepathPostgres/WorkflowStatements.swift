@@ -1,17 +1,17 @@
 import Foundation
 import PostgresNIO
 
-// The statements of every workflow step (`PostgresWorkflowEngine.stepOnce`, `record`, `finish`),
+// The statements of every workflow step (`PostgresWorkflowEngine.step`, `record`, `finish`),
 // as prepared statements: sent as ordinary queries, PostgreSQL parsed and planned each of them
 // for every step, 0.38 ms of a step's ~1 ms of database time when a thousand sessions ended
 // together (pg_stat_statements, 2026-11-26). Each runs inside the step's transaction, on its
 // connection.
 
 /// The execution of the oldest due inbox event whose execution no other step holds, locked
-/// (`FOR NO KEY UPDATE … SKIP LOCKED`, see `stepOnce`).
+/// (`FOR NO KEY UPDATE … SKIP LOCKED`, see `PostgresWorkflowEngine.step`); and when that event fell due.
 struct StepCandidateStatement: PostgresPreparedStatement {
     static let sql = """
-        SELECT e.id, e.workflow, e.state::text, e.status
+        SELECT e.id, e.workflow, e.state::text, e.status, i.available_at
         FROM workflow_inbox i JOIN workflow_executions e ON e.id = i.execution_id
         WHERE i.available_at <= $1
         ORDER BY i.available_at, i.id
@@ -19,7 +19,7 @@ struct StepCandidateStatement: PostgresPreparedStatement {
         FOR NO KEY UPDATE OF e SKIP LOCKED
         """
     static let bindingDataTypes: [PostgresDataType] = [.timestamptz]
-    typealias Row = (String, String, String, String)
+    typealias Row = (String, String, String, String, Date)
 
     var now: Date
 
@@ -134,17 +134,17 @@ struct FinishExecutionStatement: PostgresPreparedStatement {
 }
 
 /// Claims (deletes and returns) up to `limit` starts that charger messages asked for
-/// (`PostgresWorkflowEngine.startBatch`); rows another worker holds are passed over.
+/// (`PostgresWorkflowEngine.claimAndStart`); rows another worker holds are passed over.
 struct ClaimStartsStatement: PostgresPreparedStatement {
     static let sql = """
         WITH picked AS MATERIALIZED (
             SELECT id FROM workflow_starts ORDER BY id FOR UPDATE SKIP LOCKED LIMIT $1
         )
         DELETE FROM workflow_starts s USING picked WHERE s.id = picked.id
-        RETURNING s.id, s.execution_id, s.workflow, s.input::text
+        RETURNING s.id, s.execution_id, s.workflow, s.input::text, s.created_at
         """
     static let bindingDataTypes: [PostgresDataType] = [.int8]
-    typealias Row = (Int64, String, String, String)
+    typealias Row = (Int64, String, String, String, Date)
 
     var limit: Int
 
@@ -159,7 +159,7 @@ struct ClaimStartsStatement: PostgresPreparedStatement {
 
 /// New executions with their history entries (`started`, and the first transition unless it
 /// failed at once), skipping those that exist already (the same message, handled twice); returns
-/// the ids inserted (`PostgresWorkflowEngine.startBatch`). One statement for a whole batch of
+/// the ids inserted (`PostgresWorkflowEngine.claimAndStart`). One statement for a whole batch of
 /// claimed starts, where there was one per start, each a round trip inside the batch's transaction
 /// that waits for a core under load (1,422 of them in 15 s at ~5,000 msg/s: BENCHMARKS.md,
 /// 2026-11-27 hand notes).

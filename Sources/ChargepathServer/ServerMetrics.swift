@@ -73,6 +73,8 @@ public final class ServerMetrics: Sendable {
     private let workflowMetrics: [String: WorkflowMetrics]
     private let otherWorkflow: WorkflowMetrics
     private let failedRounds: Counter
+    private let lanesWorking: Gauge
+    private let lanesBehind: Gauge
     /// By action, then by how the call ended.
     private let chargerCalls: [String: [WorkflowActivity.CallEnd: Counter]]
     private let otherChargerCalls: [WorkflowActivity.CallEnd: Counter]
@@ -159,6 +161,12 @@ public final class ServerMetrics: Sendable {
         self.failedRounds = registry.makeCounter(descriptor: MetricNameDescriptor(
             namespace: "chargepath", subsystem: "workflow", metricName: "failed_rounds", unitName: "total",
             helpText: "Workflow start batches and steps this node gave up on (an error, or the time limit: such a round may still commit); they are tried again."))
+        self.lanesWorking = registry.makeGauge(descriptor: MetricNameDescriptor(
+            namespace: "chargepath", subsystem: "workflow", metricName: "lanes", unitName: "working",
+            helpText: "Lanes of this node starting workflow executions and applying their events: the base lanes, with the catch-up lanes while the worker is behind."))
+        self.lanesBehind = registry.makeGauge(descriptor: MetricNameDescriptor(
+            namespace: "chargepath", subsystem: "workflow", metricName: "catch_up", unitName: "active",
+            helpText: "1 while this node's workflow worker takes work that waited longer than its catch-up limit (its catch-up lanes work), else 0."))
         let callDescriptor = MetricNameDescriptor(
             namespace: "chargepath", subsystem: "workflow", metricName: "charger_calls", unitName: "total",
             helpText: "Calls this node's workflows made to chargers, by action and outcome (answered, failed, not_connected: tried again later).")
@@ -211,6 +219,9 @@ public final class ServerMetrics: Sendable {
             failedRounds.increment()
         case .call(let action, let end):
             (chargerCalls[action] ?? otherChargerCalls)[end]?.increment()
+        case .lanes(let working, let behind):
+            lanesWorking.set(Int64(working))
+            lanesBehind.set(Int64(behind ? 1 : 0))
         }
     }
 

@@ -44,6 +44,10 @@ public enum WorkflowActivity: Sendable, Equatable {
     case failedRound
     /// A call to a charger ended.
     case call(action: String, outcome: CallEnd)
+    /// The lanes now starting executions and applying their events on this node: the base lanes,
+    /// with the catch-up lanes while the work they take is late (`WorkflowCatchUp`). Reported
+    /// when the worker starts and at each change.
+    case lanes(working: Int, behind: Bool)
 
     public enum CallEnd: String, Sendable, Equatable {
         /// A CALLRESULT.

@@ -1,5 +1,6 @@
 import ChargePointSimulator
 import ChargepathApp
+import ChargepathPostgres
 import ChargepathServer
 import Chargepath
 import ChargepathWorkflows
@@ -132,6 +133,9 @@ import Testing
             #expect(samples[#"chargepath_workflow_charger_calls_total{action="TriggerMessage",outcome="answered"}"#] == 1)
             #expect(samples[#"chargepath_workflow_charger_calls_total{action="ChangeConfiguration",outcome="failed"}"#] == 0)
             #expect(samples["chargepath_workflow_failed_rounds_total"] == 0)
+            // The base lanes (the default: half the cores, at least one); nothing was late.
+            #expect(samples["chargepath_workflow_lanes_working"] == Double(PostgresWorkflowEngine.Configuration.defaultWorkerConcurrency))
+            #expect(samples["chargepath_workflow_catch_up_active"] == 0)
             #expect(samples["chargepath_database_up"] == 1)
             for queue in ["starts", "events", "calls"] {
                 #expect(samples[#"chargepath_workflow_backlog{queue="\#(queue)"}"#] == 0, "\(queue)")
