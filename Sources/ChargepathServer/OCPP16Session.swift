@@ -169,9 +169,11 @@ final class OCPP16Session: ChargerSession {
         let limit = configuration.handlerTimeout
         let deadline = DeadlineSweeper.shared.add(deadline: .now + limit) { [self] in
             guard Self.claim(answered) else { return }
-            logger.error("Could not handle a CALL in time; answering InternalError",
-                         metadata: ["ocpp.action": "\(action)", "ocpp.message_id": "\(id)", "limit": "\(limit)"])
-            answer(id: id, action: action, reply: Self.error(id, .internalError, Self.storeUnavailable).encode(), state: nil, started: started)
+            let reply = unavailableReply(id: id, action: action)
+            logger.error("Could not handle a CALL in time", metadata: [
+                "ocpp.action": "\(action)", "ocpp.message_id": "\(id)", "limit": "\(limit)", "ocpp.answer": "\(reply.summary)",
+            ])
+            answer(id: id, action: action, reply: reply.frame, state: nil, started: started)
             turn.abandon()
         }
         let result = await respond(id: id, action: action, payload: payload, state: current)
@@ -210,6 +212,17 @@ final class OCPP16Session: ChargerSession {
 
     static let storeUnavailable = "The central system could not store this message right now; send it again later."
 
+    /// The answer to a CALL that could not be stored (an error, or the time limit): a
+    /// BootNotification is answered Pending, to boot again after a while
+    /// (`OCPP16Handler.bootPendingWhileUnavailable`); anything else InternalError, to send again.
+    private func unavailableReply(id: String, action: String) -> (frame: String, summary: String) {
+        if action == OCPP16Action.bootNotification.rawValue {
+            let payload = handler.bootPendingWhileUnavailable(at: Date(), jitter: Double.random(in: 0...1))
+            return (OCPPFrame.callResult(id: id, payload: payload).encode(), "Pending, interval \(payload["interval"].map { $0.serialized() } ?? "?") s")
+        }
+        return (Self.error(id, .internalError, Self.storeUnavailable).encode(), "InternalError")
+    }
+
     /// Validates and handles one CALL; returns the answer's text and the session state after it.
     /// Workflows waiting for the message hear of it once it is stored, before the charger is
     /// answered: a crash in between makes the charger send it again (handled once, heard at least once).
@@ -236,10 +249,11 @@ final class OCPP16Session: ChargerSession {
         } catch let error as OCPPCallError {
             return (Self.error(id, error.code, error.message).encode(), state)
         } catch {
-            logger.error("Could not handle a CALL; answering InternalError", metadata: [
-                "ocpp.action": "\(action)", "ocpp.message_id": "\(id)", "error": "\(String(reflecting: error))",
+            let reply = unavailableReply(id: id, action: action)
+            logger.error("Could not handle a CALL", metadata: [
+                "ocpp.action": "\(action)", "ocpp.message_id": "\(id)", "error": "\(String(reflecting: error))", "ocpp.answer": "\(reply.summary)",
             ])
-            return (Self.error(id, .internalError, "The central system could not store this message right now; send it again later.").encode(), state)
+            return (reply.frame, state)
         }
         if let workflows, Self.actionsWorkflowsWaitFor.contains(action) {
             await workflows.chargerMessage(

@@ -250,13 +250,16 @@ import Testing
         }
     }
 
+    /// With the database away, a message is answered InternalError in time (to be sent again), a
+    /// BootNotification Pending with an interval to boot again after; the charger's session stays
+    /// accepted, and once the database is back its messages are stored again.
     @Test func anUnavailableDatabaseGetsInternalErrorQuicklyAndTheServerRecovers() async throws {
         // The limit also bounds the boot below, on a machine busy with the whole suite (2 s was
         // missed there twice in fresh-clone runs, and 4 s once): 4 s, with the InternalError still
-        // due within 8; a boot answered InternalError is sent again, as a charger's firmware does.
+        // due within 8; a boot answered Pending is sent again, as a charger's firmware does.
         try await TestServer.with(configure: { $0.sessions.handlerTimeout = .seconds(4) }) { server in
             try await TestCharger.with(url: server.ocppURL + "/CP-DBDOWN") { charger in
-                try await eventually(timeout: .seconds(30), "the charger is accepted") { (try? await charger.boot()) != nil }
+                try await eventually(timeout: .seconds(30), "the charger is accepted") { (try? await charger.boot())?["status"] == "Accepted" }
                 let admin = server.database.with(database: "postgres")
                 try await TestDatabase.execute("ALTER DATABASE \(server.database.database) ALLOW_CONNECTIONS false", on: admin)
                 try await TestDatabase.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '\(server.database.database)'", on: admin)
@@ -268,10 +271,23 @@ import Testing
                     answer = .failure(error)
                 }
                 let waited = ContinuousClock.now - began
+                let bootBegan = ContinuousClock.now
+                let boot: Result<JSONValue, any Error>
+                do {
+                    boot = .success(try await charger.boot())
+                } catch {
+                    boot = .failure(error)
+                }
+                let bootWaited = ContinuousClock.now - bootBegan
                 // The database comes back whatever happened above.
                 try await TestDatabase.execute("ALTER DATABASE \(server.database.database) ALLOW_CONNECTIONS true", on: admin)
                 #expect(try answer.get() == "InternalError")
                 #expect(waited < .seconds(8))
+                // The default retry interval is 60 s: a random point between 30 s and 60 s.
+                #expect(try boot.get()["status"] == "Pending")
+                let interval = try #require(try boot.get()["interval"].flatMap { if case .integer(let n) = $0 { Int(n) } else { nil } })
+                #expect((30...60).contains(interval), "\(interval)")
+                #expect(bootWaited < .seconds(8))
                 try await eventually(timeout: .seconds(30), "the server recovers when the database is back") {
                     if case .callResult = try await charger.call("StatusNotification", #"{"connectorId":0,"errorCode":"NoError","status":"Available"}"#) { return true }
                     return false
@@ -288,7 +304,7 @@ import Testing
             try await TestCharger.with(url: server.ocppURL + "/CP-STUCK") { charger in
                 // Under the whole suite's load a first boot can itself pass the short limit (it was
                 // answered InternalError once): the charger boots again, as firmware does.
-                try await eventually(timeout: .seconds(30), "the charger is accepted") { (try? await charger.boot()) != nil }
+                try await eventually(timeout: .seconds(30), "the charger is accepted") { (try? await charger.boot())?["status"] == "Accepted" }
                 try await TestDatabase.withClient(server.database) { client in
                     let lock = try await GroupCommitTests.lockMeterValues(client: client)
                     do {
@@ -315,6 +331,24 @@ import Testing
                     "MeterValues",
                     #"{"connectorId":1,"meterValue":[{"timestamp":"2026-11-26T03:00:01Z","sampledValue":[{"value":"11"}]}]}"#
                 )
+                // A BootNotification whose storage hangs past the limit is answered Pending, to
+                // boot again later; nothing of it was stored, and the session stays accepted.
+                try await TestDatabase.withClient(server.database) { client in
+                    let lock = try await GroupCommitTests.lock(client: client, table: "charge_points")
+                    do {
+                        let began = ContinuousClock.now
+                        let answer = try await charger.boot(vendor: "Acme", model: "Stuck-2")
+                        let waited = ContinuousClock.now - began
+                        #expect(answer["status"] == "Pending")
+                        #expect(waited >= .seconds(3) && waited < .seconds(9))
+                        _ = try await charger.expectResult("Heartbeat", "{}")
+                    } catch {
+                        try? await lock.release()
+                        throw error
+                    }
+                    try await lock.release()
+                }
+                try await eventually(timeout: .seconds(30), "the next boot is accepted") { (try? await charger.boot())?["status"] == "Accepted" }
             }
         }
     }
