@@ -412,9 +412,10 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
             seen = news
             if look {
                 do {
+                    let began = ContinuousClock.now
                     let lateness: Duration?
                     (worked, lateness) = try await laneRound(steps: stepsPerRound)
-                    if let lanes = catchUp.observe(lateness: lateness) {
+                    if let lanes = catchUp.observe(lateness: lateness, began: began) {
                         observer(.lanes(working: lanes.working, behind: lanes.behind))
                         if lanes.behind {
                             logger.notice("Workflow work is late: catch-up lanes join", metadata: [
@@ -856,13 +857,13 @@ final class CatchUpSwitch: Sendable {
 
     var behind: Bool { state.withLock { $0.behind } }
 
-    /// Tells the switch how late a round's work was (nil: it found none); returns the lanes now
-    /// working when that changed whether the worker is behind, nil otherwise. Without catch-up
-    /// lanes nothing changes.
-    func observe(lateness: Duration?) -> (working: Int, behind: Bool)? {
+    /// Tells the switch how late the work of a round begun at `began` was (nil: it found none);
+    /// returns the lanes now working when that changed whether the worker is behind, nil
+    /// otherwise. Without catch-up lanes nothing changes.
+    func observe(lateness: Duration?, began: ContinuousClock.Instant) -> (working: Int, behind: Bool)? {
         guard catchUpLanes > 0 else { return nil }
         return state.withLock { catchUp in
-            guard catchUp.observe(lateness: lateness) else { return nil }
+            guard catchUp.observe(lateness: lateness, began: began, now: .now) else { return nil }
             return (baseLanes + (catchUp.behind ? catchUpLanes : 0), catchUp.behind)
         }
     }

@@ -13,19 +13,24 @@
 /// - It stays behind until a lane takes work that waited less than half of that, or finds none.
 ///   (Half: a backlog drained oldest first shows a falling lateness, and lanes must not turn off
 ///   and on at each round near the limit.)
+/// - A round that began before the last change says nothing new: a lane that took the last late
+///   work before another found none would turn the lanes on again for a round.
 public struct WorkflowCatchUp: Sendable, Equatable {
     /// How late work must be for the catch-up lanes to join.
     public let after: Duration
     /// Whether the catch-up lanes work.
     public private(set) var behind = false
+    /// When `behind` last changed.
+    private var changedAt: ContinuousClock.Instant?
 
     public init(after: Duration) {
         self.after = after
     }
 
-    /// A lane's round took work that had waited `lateness` at the most, or took nothing (nil).
-    /// Returns whether `behind` changed.
-    public mutating func observe(lateness: Duration?) -> Bool {
+    /// A lane's round, begun at `began`, took work that had waited `lateness` at the most, or took
+    /// nothing (nil); `now` is when it ended. Returns whether `behind` changed.
+    public mutating func observe(lateness: Duration?, began: ContinuousClock.Instant, now: ContinuousClock.Instant) -> Bool {
+        if let changedAt, began < changedAt { return false }
         let was = behind
         if let lateness {
             if lateness >= after {
@@ -36,6 +41,7 @@ public struct WorkflowCatchUp: Sendable, Equatable {
         } else {
             behind = false
         }
+        if behind != was { changedAt = now }
         return behind != was
     }
 }
