@@ -64,6 +64,8 @@ struct Serve: AsyncParsableCommand {
     var unknownChargers: ChargerAdmission.UnknownChargers = .accept
     @Option(help: "Heartbeat interval, in seconds, that BootNotification gives accepted chargers.")
     var heartbeatInterval: Int = 300
+    @Option(help: "Seconds a charger whose BootNotification was answered Pending or Rejected waits before booting again. A boot the database could not store in time is answered Pending with a random interval between half of this and all of it.")
+    var bootRetryInterval: Int = 60
     @Option(help: "Seconds the server waits for a charger to answer one of its calls.")
     var callTimeout: Int = 30
     @Option(help: "Seconds a workflow's call to a charger is leased to one worker; after a crash it is sent again once the lease runs out.")
@@ -112,6 +114,8 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError("--heartbeat-interval and --call-timeout must be positive numbers of seconds.")
         }
         configuration.ocpp16.heartbeatInterval = heartbeatInterval
+        guard bootRetryInterval > 0 else { throw ValidationError("--boot-retry-interval must be a positive number of seconds.") }
+        configuration.ocpp16.retryInterval = bootRetryInterval
         configuration.unknownChargers = unknownChargers
         configuration.sessions.callTimeout = .seconds(callTimeout)
         guard workflowCallLease > callTimeout else {
