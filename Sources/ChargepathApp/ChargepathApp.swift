@@ -240,7 +240,7 @@ public enum ChargepathApp {
     ) -> PostgresWorkflowEngine {
         let calls = LocalCallSender(registry: registry)
         return PostgresWorkflowEngine(
-            client: client, workflows: shippedWorkflows, configuration: configuration.workflows, logger: logger,
+            client: client, workflows: shippedWorkflows, configuration: configuration.workflowEngine, logger: logger,
             schemaReady: schemaReady, probeConnections: probeConnections, observer: observer
         ) { chargePointID, action, payload in
             do {

@@ -27,6 +27,17 @@ public struct ChargepathConfiguration: Sendable {
     public var node: NodeService.Configuration
     /// The workflow worker: poll interval, call lease, how long a call waits for a charger.
     public var workflows: PostgresWorkflowEngine.Configuration
+    /// `workflows`, with the catch-up lanes capped so that all the lanes together hold at most
+    /// half the pool (each lane holds a pool connection through its transactions, and the charger
+    /// path's statements must find connections): with the default pool of 20 and 16 cores, 8
+    /// lanes and 2 catch-up lanes instead of 16.
+    public var workflowEngine: PostgresWorkflowEngine.Configuration {
+        var engine = workflows
+        let budget = max(1, databasePoolSize / 2)
+        engine.catchUpLanes = min(max(0, engine.catchUpLanes), max(0, budget - max(1, engine.workerConcurrency)))
+        return engine
+    }
+
     /// Connections in this process's PostgreSQL pool. The batches of the charger path hold six
     /// more, outside the pool (meter values, workflow probes, status notifications, admission,
     /// connection rows, boots: `PinnedConnections`), so a node uses up to this plus six.

@@ -1,4 +1,5 @@
 import Chargepath
+import ChargepathApp
 import ChargepathPostgres
 import ChargepathWorkflows
 import Foundation
@@ -91,5 +92,22 @@ import Testing
                 logger: TestDatabase.logger
             )
         }
+    }
+}
+
+/// How many workflow lanes a node runs, from its configuration.
+@Suite struct WorkflowLaneBudgetTests {
+    @Test func theCatchUpLanesAreCappedSoThatAllLanesHoldAtMostHalfThePool() {
+        func lanes(base: Int, catchUp: Int, pool: Int) -> Int {
+            var configuration = ChargepathConfiguration(databasePoolSize: pool)
+            configuration.workflows.workerConcurrency = base
+            configuration.workflows.catchUpLanes = catchUp
+            return configuration.workflowEngine.catchUpLanes
+        }
+        #expect(lanes(base: 1, catchUp: 2, pool: 20) == 2, "2 cores: as configured")
+        #expect(lanes(base: 8, catchUp: 16, pool: 20) == 2, "16 cores: 10 lanes in all")
+        #expect(lanes(base: 12, catchUp: 4, pool: 20) == 0, "the base lanes alone pass half the pool")
+        #expect(lanes(base: 1, catchUp: 0, pool: 20) == 0, "turned off")
+        #expect(lanes(base: 8, catchUp: 16, pool: 100) == 16)
     }
 }
