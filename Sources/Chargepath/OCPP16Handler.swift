@@ -171,15 +171,15 @@ public struct OCPP16Handler: Sendable {
         try await store.recordMessage(chargePointID: chargePoint, action: action.rawValue, payload: payload.serialized(), receivedAt: at)
     }
 
-    /// `HeartbeatResponse(currentTime:)` as its encoding gives it, built directly: the most frequent
-    /// answer of all, and Codable's generic machinery was 5% of the server's CPU in the heartbeat
-    /// benchmark (MeterValuesReadingTests checks both give the same payload).
     /// The answer to a BootNotification that could not be stored (the database failed, or did
     /// not answer within the CALL's time limit): Pending, the status OCPP 1.6 gives for "not yet
     /// ready to accept the charge point", instead of an error. The charger boots again after the
     /// interval, where what firmware does after a CALLERROR varies (some retry at once, some give
-    /// up); nothing is stored, and the charger's session stays as it was (one that was accepted
-    /// before is still accepted for its other messages). The interval is a random point
+    /// up). The charger's session stays as it was (one that was accepted before is still accepted
+    /// for its other messages). A boot past the time limit may still be stored once the database
+    /// answers (its write is not withdrawn), with the Provisioning it asks for: the charger, told
+    /// Pending, may then get that Provisioning's calls, which OCPP 1.6 allows in Pending, and
+    /// another one after it boots again. The interval is a random point
     /// (`jitter`, 0 to 1) between half the retry interval and all of it, so that chargers a
     /// stalled database answered together do not all come back in the same second.
     public func bootPendingWhileUnavailable(at date: Date, jitter: Double) -> JSONValue {
@@ -192,6 +192,9 @@ public struct OCPP16Handler: Sendable {
         ]))
     }
 
+    /// `HeartbeatResponse(currentTime:)` as its encoding gives it, built directly: the most frequent
+    /// answer of all, and Codable's generic machinery was 5% of the server's CPU in the heartbeat
+    /// benchmark (MeterValuesReadingTests checks both give the same payload).
     package static func heartbeatResponse(at date: Date) -> JSONValue {
         .object(JSONObject([("currentTime", .string(OCPP16DateTime.format(date)))]))
     }

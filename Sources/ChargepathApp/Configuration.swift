@@ -27,10 +27,10 @@ public struct ChargepathConfiguration: Sendable {
     public var node: NodeService.Configuration
     /// The workflow worker: poll interval, call lease, how long a call waits for a charger.
     public var workflows: PostgresWorkflowEngine.Configuration
-    /// `workflows`, with the catch-up lanes capped so that all the lanes together hold at most
+    /// `workflows`, with the catch-up lanes capped so that, with the base lanes, they hold at most
     /// half the pool (each lane holds a pool connection through its transactions, and the charger
     /// path's statements must find connections): with the default pool of 20 and 16 cores, 8
-    /// lanes and 2 catch-up lanes instead of 16.
+    /// lanes and 2 catch-up lanes instead of 16. The base lanes are not capped.
     public var workflowEngine: PostgresWorkflowEngine.Configuration {
         var engine = workflows
         let budget = max(1, databasePoolSize / 2)

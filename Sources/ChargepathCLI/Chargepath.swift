@@ -72,7 +72,7 @@ struct Serve: AsyncParsableCommand {
     var workflowCallLease: Int = 60
     @Option(help: "Workflow worker lanes: starts and steps run this many at a time, each on a pool connection of its own. Default: half the cores, at least one.")
     var workflowLanes: Int?
-    @Option(help: "Workflow lanes that join the others only while the worker is behind (the starts and events it takes waited --workflow-catch-up-after or longer), until it catches up. 0: none. Default: as many as the cores.")
+    @Option(help: "Workflow lanes that join the others only while the worker is behind (the starts and events it takes waited --workflow-catch-up-after or longer), until it catches up. 0: none. Default: as many as the cores, capped so that with the base lanes they hold at most half of the database pool (20).")
     var workflowCatchUpLanes: Int?
     @Option(help: "Seconds the workflow work taken must have waited for the catch-up lanes to join; they stop once it waited less than half of that.")
     var workflowCatchUpAfter: Double = 5
@@ -126,8 +126,8 @@ struct Serve: AsyncParsableCommand {
             throw ValidationError("--workflow-lanes and --workflow-start-batch must be positive.")
         }
         if let workflowLanes { configuration.workflows.workerConcurrency = workflowLanes }
-        guard workflowCatchUpLanes ?? 0 >= 0, workflowCatchUpAfter > 0, workflowCatchUpAfter.isFinite else {
-            throw ValidationError("--workflow-catch-up-lanes must be 0 or more, and --workflow-catch-up-after a positive number of seconds.")
+        guard workflowCatchUpLanes ?? 0 >= 0, (0.001...86_400).contains(workflowCatchUpAfter) else {
+            throw ValidationError("--workflow-catch-up-lanes must be 0 or more, and --workflow-catch-up-after 0.001 to 86400 seconds.")
         }
         if let workflowCatchUpLanes { configuration.workflows.catchUpLanes = workflowCatchUpLanes }
         configuration.workflows.catchUpAfter = .milliseconds(Int64(workflowCatchUpAfter * 1000))

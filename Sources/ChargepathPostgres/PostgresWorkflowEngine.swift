@@ -415,8 +415,7 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
                     let began = ContinuousClock.now
                     let lateness: Duration?
                     (worked, lateness) = try await laneRound(steps: stepsPerRound)
-                    if let lanes = catchUp.observe(lateness: lateness, began: began) {
-                        observer(.lanes(working: lanes.working, behind: lanes.behind))
+                    if let lanes = catchUp.observe(lateness: lateness, began: began, report: observer) {
                         if lanes.behind {
                             logger.notice("Workflow work is late: catch-up lanes join", metadata: [
                                 "workflow.lateness": "\(lateness.map { String(describing: $0) } ?? "-")",
@@ -859,12 +858,17 @@ final class CatchUpSwitch: Sendable {
 
     /// Tells the switch how late the work of a round begun at `began` was (nil: it found none);
     /// returns the lanes now working when that changed whether the worker is behind, nil
-    /// otherwise. Without catch-up lanes nothing changes.
-    func observe(lateness: Duration?, began: ContinuousClock.Instant) -> (working: Int, behind: Bool)? {
+    /// otherwise. Without catch-up lanes nothing changes. A change is `report`ed under the lock,
+    /// so that two changes close together reach the observer in their order.
+    func observe(
+        lateness: Duration?, began: ContinuousClock.Instant, report: (WorkflowActivity) -> Void
+    ) -> (working: Int, behind: Bool)? {
         guard catchUpLanes > 0 else { return nil }
         return state.withLock { catchUp in
             guard catchUp.observe(lateness: lateness, began: began, now: .now) else { return nil }
-            return (baseLanes + (catchUp.behind ? catchUpLanes : 0), catchUp.behind)
+            let lanes = (working: baseLanes + (catchUp.behind ? catchUpLanes : 0), behind: catchUp.behind)
+            report(.lanes(working: lanes.working, behind: lanes.behind))
+            return lanes
         }
     }
 }

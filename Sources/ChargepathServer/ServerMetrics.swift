@@ -166,7 +166,7 @@ public final class ServerMetrics: Sendable {
             helpText: "Lanes of this node starting workflow executions and applying their events: the base lanes, with the catch-up lanes while the worker is behind."))
         self.lanesBehind = registry.makeGauge(descriptor: MetricNameDescriptor(
             namespace: "chargepath", subsystem: "workflow", metricName: "catch_up", unitName: "active",
-            helpText: "1 while this node's workflow worker takes work that waited longer than its catch-up limit (its catch-up lanes work), else 0."))
+            helpText: "1 while this node's workflow catch-up lanes work (the work taken waited longer than the catch-up limit), else 0; always 0 with no catch-up lanes."))
         let callDescriptor = MetricNameDescriptor(
             namespace: "chargepath", subsystem: "workflow", metricName: "charger_calls", unitName: "total",
             helpText: "Calls this node's workflows made to chargers, by action and outcome (answered, failed, not_connected: tried again later).")

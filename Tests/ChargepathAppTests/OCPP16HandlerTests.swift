@@ -332,7 +332,8 @@ import Testing
                     #"{"connectorId":1,"meterValue":[{"timestamp":"2026-11-26T03:00:01Z","sampledValue":[{"value":"11"}]}]}"#
                 )
                 // A BootNotification whose storage hangs past the limit is answered Pending, to
-                // boot again later; nothing of it was stored, and the session stays accepted.
+                // boot again later (its write may still commit once the lock goes), and the
+                // session stays accepted.
                 try await TestDatabase.withClient(server.database) { client in
                     let lock = try await GroupCommitTests.lock(client: client, table: "charge_points")
                     do {
