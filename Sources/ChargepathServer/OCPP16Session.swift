@@ -215,7 +215,10 @@ final class OCPP16Session: ChargerSession {
     /// The answer to a CALL that could not be stored (an error, or the time limit): a
     /// BootNotification is answered Pending, to boot again after a while
     /// (`OCPP16Handler.bootPendingWhileUnavailable`); anything else InternalError, to send again.
+    /// Counted (`ServerMetrics.notStored`) unless the work was cancelled: the deadline that
+    /// cancelled it has answered, and counted, already.
     private func unavailableReply(id: String, action: String) -> (frame: String, summary: String) {
+        if !Task.isCancelled { configuration.metrics?.notStored(action: action) }
         if action == OCPP16Action.bootNotification.rawValue {
             let payload = handler.bootPendingWhileUnavailable(at: Date(), jitter: Double.random(in: 0...1))
             return (OCPPFrame.callResult(id: id, payload: payload).encode(), "Pending, interval \(payload["interval"].map { $0.serialized() } ?? "?") s")

@@ -46,6 +46,8 @@ public final class ServerMetrics: Sendable {
     struct ActionMetrics: Sendable {
         let results: Counter
         let errors: Counter
+        /// Answers given because the CALL could not be stored (an error or the time limit).
+        let unstored: Counter
         let duration: DurationHistogram
     }
 
@@ -98,10 +100,14 @@ public final class ServerMetrics: Sendable {
         let duration = MetricNameDescriptor(
             namespace: "chargepath", subsystem: "ocpp", metricName: "call_duration", unitName: "seconds",
             helpText: "From the start of a charger CALL's handling to its answer being written (validation, handler, commit).")
+        let unstored = MetricNameDescriptor(
+            namespace: "chargepath", subsystem: "ocpp", metricName: "calls_not_stored", unitName: "total",
+            helpText: "Charger CALLs that could not be stored (the database failed, or passed the time limit), by action: answered InternalError, a BootNotification Pending. Also counted in calls_total.")
         func metrics(_ action: String) -> ActionMetrics {
             ActionMetrics(
                 results: registry.makeCounter(descriptor: calls, labels: [("action", action), ("outcome", "result")]),
                 errors: registry.makeCounter(descriptor: calls, labels: [("action", action), ("outcome", "error")]),
+                unstored: registry.makeCounter(descriptor: unstored, labels: [("action", action)]),
                 duration: registry.makeDurationHistogram(descriptor: duration, labels: [("action", action)], buckets: Self.buckets)
             )
         }
@@ -302,6 +308,12 @@ public final class ServerMetrics: Sendable {
         let metrics = byAction[action] ?? other
         (error ? metrics.errors : metrics.results).increment()
         metrics.duration.record(duration)
+    }
+
+    /// A CALL of `action` could not be stored, and was answered as such (InternalError, or Pending
+    /// for a BootNotification).
+    func notStored(action: String) {
+        (byAction[action] ?? other).unstored.increment()
     }
 
     /// The Prometheus text exposition of every metric, with the connected chargers as of now.

@@ -288,6 +288,10 @@ import Testing
                 let interval = try #require(try boot.get()["interval"].flatMap { if case .integer(let n) = $0 { Int(n) } else { nil } })
                 #expect((30...60).contains(interval), "\(interval)")
                 #expect(bootWaited < .seconds(8))
+                // Counted once each, as not stored.
+                let metrics = try await server.api.request("GET", "/metrics").body
+                #expect(metrics.contains(#"chargepath_ocpp_calls_not_stored_total{action="StatusNotification"} 1"#))
+                #expect(metrics.contains(#"chargepath_ocpp_calls_not_stored_total{action="BootNotification"} 1"#))
                 try await eventually(timeout: .seconds(30), "the server recovers when the database is back") {
                     if case .callResult = try await charger.call("StatusNotification", #"{"connectorId":0,"errorCode":"NoError","status":"Available"}"#) { return true }
                     return false
