@@ -182,12 +182,13 @@ public struct OCPP16Handler: Sendable {
     /// another one after it boots again. The interval is a random point
     /// (`jitter`, 0 to 1) between half the retry interval and all of it, so that chargers a
     /// stalled database answered together do not all come back in the same second.
-    public func bootPendingWhileUnavailable(at date: Date, jitter: Double) -> JSONValue {
+    /// Its `currentTime` comes from the handler's clock, as every other answer's does.
+    public func bootPendingWhileUnavailable(jitter: Double) -> JSONValue {
         let retry = Double(max(1, configuration.retryInterval))
         let interval = max(1, Int((retry / 2 + retry / 2 * min(max(jitter, 0), 1)).rounded()))
         return .object(JSONObject([
             ("status", .string(RegistrationStatus.pending.rawValue)),
-            ("currentTime", .string(OCPP16DateTime.format(date))),
+            ("currentTime", .string(OCPP16DateTime.format(now()))),
             ("interval", .integer(Int64(interval))),
         ]))
     }

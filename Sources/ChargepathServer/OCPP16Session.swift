@@ -220,7 +220,7 @@ final class OCPP16Session: ChargerSession {
     private func unavailableReply(id: String, action: String) -> (frame: String, summary: String) {
         if !Task.isCancelled { configuration.metrics?.notStored(action: action) }
         if action == OCPP16Action.bootNotification.rawValue {
-            let payload = handler.bootPendingWhileUnavailable(at: Date(), jitter: Double.random(in: 0...1))
+            let payload = handler.bootPendingWhileUnavailable(jitter: Double.random(in: 0...1))
             return (OCPPFrame.callResult(id: id, payload: payload).encode(), "Pending, interval \(payload["interval"].map { $0.serialized() } ?? "?") s")
         }
         return (Self.error(id, .internalError, Self.storeUnavailable).encode(), "InternalError")
