@@ -52,7 +52,7 @@ struct Serve: AsyncParsableCommand {
     var apiToken: String?
     @Option(help: "Largest WebSocket message a charger may send, in bytes; larger closes with 1009.")
     var maxMessageSize: Int = 65_536
-    @Option(help: "Seconds between server WebSocket pings that find dead chargers (0 disables).")
+    @Option(help: "Seconds between server WebSocket pings that find dead chargers (0 disables). A socket's first ping comes at a random point of its first period's second half, so chargers that connect together are not pinged together.")
     var pingInterval: Int = 30
     @Option(help: "Seconds a new connection has to send its WebSocket upgrade request (1-300); then it is closed.")
     var handshakeTimeout: Int = 10

@@ -109,10 +109,24 @@ final class ChargerSocketHandler: ChannelDuplexHandler {
         if let interval = configuration.pingInterval {
             let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
             let period = TimeAmount(interval)
-            pings = context.eventLoop.scheduleRepeatedTask(initialDelay: period, delay: period) { _ in
+            var random = SystemRandomNumberGenerator()
+            let first = Self.firstPingDelay(period: period, using: &random)
+            pings = context.eventLoop.scheduleRepeatedTask(initialDelay: first, delay: period) { _ in
                 handler.value.pingPeriodPassed()
             }
         }
+    }
+
+    /// When a socket's first ping comes: at a random point of the period's second half, not a
+    /// whole period after the upgrade. A fleet that reconnects at once (a node restarted, a
+    /// network back) would otherwise be pinged all at once, every period, for as long as its
+    /// sockets live: 1,000 chargers' pings and pongs in one moment made that second's p99 two to
+    /// three times the others' at ~5,000 messages a second (BENCHMARKS.md, 2026-11-27 16:45).
+    /// Spread over half a period, they stay spread. A silent charger is still found within two
+    /// periods (a ping unanswered for a whole period).
+    static func firstPingDelay(period: TimeAmount, using random: inout some RandomNumberGenerator) -> TimeAmount {
+        let whole = max(period.nanoseconds, 2)
+        return .nanoseconds(Int64.random(in: (whole / 2)...whole, using: &random))
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {

@@ -135,6 +135,42 @@ import Testing
         }
     }
 
+    /// Chargers that connect together are not pinged together: each socket's first ping comes at
+    /// a random point of the period's second half, so a fleet reconnecting at once (a restart)
+    /// does not get its pings, and send its pongs, in one burst every period.
+    @Test func chargersConnectedTogetherArePingedAtSpreadMoments() async throws {
+        try await TestServer.with(configure: { $0.gateway.pingInterval = .seconds(2) }) { server in
+            let port = server.running.ocppPort
+            let start = ContinuousClock.now
+            let firstPings = try await withThrowingTaskGroup(of: Duration.self) { group in
+                for n in 0..<12 {
+                    group.addTask {
+                        try await withTimeout(.seconds(30)) {
+                            try await RawTCP.withConnection(port: port) { inbound, outbound in
+                                try await outbound.write(.init(string: RawTCP.upgradeRequest(path: "/CP-PING-\(n)")))
+                                var bytes: [UInt8] = []
+                                for try await buffer in inbound {
+                                    bytes += buffer.readableBytesView
+                                    // After the 101's head, the first frame the server sends: a ping (FIN, opcode 9).
+                                    guard let end = bytes.firstRange(of: Array("\r\n\r\n".utf8))?.upperBound, end < bytes.count else { continue }
+                                    #expect(bytes[end] == 0x89, "the first frame is a ping")
+                                    return start.duration(to: .now)
+                                }
+                                throw TestFailure("the server closed CP-PING-\(n) before pinging it")
+                            }
+                        }
+                    }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            let earliest = firstPings.min()!, latest = firstPings.max()!
+            #expect(earliest >= .milliseconds(950), "no first ping before half a period: \(firstPings)")
+            #expect(latest <= .seconds(6), "every first ping within the period (and a busy machine's delay): \(firstPings)")
+            // All at once (a whole period after each upgrade) they came within a few milliseconds.
+            #expect(latest - earliest >= .milliseconds(250), "the first pings are spread: \(firstPings)")
+        }
+    }
+
     @Test(arguments: [
         ("/", "no identity"),
         ("/ocpp/", "empty last segment"),
