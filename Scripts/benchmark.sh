@@ -19,6 +19,9 @@
 #   --repeat N        repetitions of each throughput scenario, systems interleaved (default 3; quick 1)
 #   --idle-chargers N idle fleet size (default 15000: the server's 20,000-file limit; see BENCHMARKS.md)
 #   --no-build        use the release binaries already built
+#   --allocator A     jemalloc or system: the malloc of the Swift processes (the echo, Chargepath
+#                     and what it starts, the simulator). Default: jemalloc (LD_PRELOAD) when the
+#                     machine has libjemalloc.so.2 (Debian's libjemalloc2), else system. See README.
 #   --record          append the table, the machine and the commit to BENCHMARKS.md
 # Results (simulator JSON, status lines, server logs, the table) go to .build-bench/runs/<time>/.
 set -euo pipefail
@@ -34,6 +37,7 @@ REPEAT=""
 BUILD=1
 RECORD=0
 IDLE_CHARGERS=""
+ALLOCATOR=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) QUICK=1 ;;
@@ -42,6 +46,7 @@ while [ $# -gt 0 ]; do
         --repeat) REPEAT="$2"; shift ;;
         --idle-chargers) IDLE_CHARGERS="$2"; shift ;;
         --no-build) BUILD=0 ;;
+        --allocator) ALLOCATOR="$2"; shift ;;
         --record) RECORD=1 ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) echo "benchmark.sh: unknown option $1 (see --help)" >&2; exit 64 ;;
@@ -75,6 +80,19 @@ PEER_PORT=9420
 CP_PORT=9430
 CP_API_PORT=9431
 CP_TOKEN="benchmark-token-0123456789abcdef"
+
+# The Swift processes' malloc. glibc's took a sixth of Chargepath's CPU under load (BENCHMARKS.md,
+# 2026-11-27 16:50); jemalloc, preloaded, is what the README recommends for a deployment.
+JEMALLOC=""
+for f in /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 /usr/lib/aarch64-linux-gnu/libjemalloc.so.2 /usr/lib64/libjemalloc.so.2 /usr/lib/libjemalloc.so.2; do
+    [ -f "$f" ] && { JEMALLOC="$f"; break; }
+done
+case "${ALLOCATOR:=$([ -n "$JEMALLOC" ] && echo jemalloc || echo system)}" in
+    jemalloc) [ -n "$JEMALLOC" ] || { echo "benchmark.sh: --allocator jemalloc: no libjemalloc.so.2 here (apt-get install libjemalloc2)" >&2; exit 64; }
+              SWIFT_ENV=(env "LD_PRELOAD=$JEMALLOC") ;;
+    system)   SWIFT_ENV=(env) ;;
+    *) echo "benchmark.sh: --allocator is jemalloc or system" >&2; exit 64 ;;
+esac
 
 has() { case ",$1," in *",$2,"*) return 0 ;; *) return 1 ;; esac; }
 log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -168,7 +186,7 @@ start_server() {
     case "$system" in
         echo)
             SERVER_PORT=$ECHO_PORT
-            "$BIN/chargepath-echo" --host 127.0.0.1 --port "$ECHO_PORT" > "$logfile" 2>&1 &
+            "${SWIFT_ENV[@]}" "$BIN/chargepath-echo" --host 127.0.0.1 --port "$ECHO_PORT" > "$logfile" 2>&1 &
             SERVER_PID=$!
             wait_tcp "$ECHO_PORT" 30 ;;
         peer)
@@ -194,7 +212,7 @@ PY
             # otherwise one run's leftovers (its fleet's sessions, interrupted when the simulator
             # left, closing after their grace period) load the next run's measurement.
             stop_cluster "$SERVER_DATA"; rm -rf "$SERVER_DATA"
-            "$BIN/chargepath" serve --data-dir "$SERVER_DATA" --ocpp-host 127.0.0.1 --ocpp-port "$CP_PORT" \
+            "${SWIFT_ENV[@]}" "$BIN/chargepath" serve --data-dir "$SERVER_DATA" --ocpp-host 127.0.0.1 --ocpp-port "$CP_PORT" \
                 --api-port "$CP_API_PORT" --api-token "$CP_TOKEN" --log-level warning --heartbeat-interval 300 \
                 > "$logfile" 2>&1 &
             SERVER_PID=$!
@@ -281,7 +299,7 @@ simulate() {
         local extra=()
         [ "$chargers" -gt 2000 ] && extra=(--source-addresses "127.0.$p.1-127.0.$p.40")
         SIM_JSON+=("$name.$p.json"); SIM_STATUS+=("$name.$p.status")
-        "$SIM" simulate --url "$(url_of)" --chargers "$n" --id-prefix "$prefix$p-" --json \
+        "${SWIFT_ENV[@]}" "$SIM" simulate --url "$(url_of)" --chargers "$n" --id-prefix "$prefix$p-" --json \
             "${extra[@]}" "$@" > "$name.$p.json" 2> "$name.$p.status" &
         SIM_PIDS+=($!)
     done
@@ -542,6 +560,7 @@ JSON
     has "$SCENARIOS" boot-storm && fleets="$fleets boot storm $BS_CHARGERS at once;"
     has "$SCENARIOS" idle && fleets="$fleets idle $IDLE_CHARGERS;"
     echo "Peer: ocpp-csms ${PEER_VERSION:-not run}. Fleets:${fleets%;}."
+    echo "Allocator of the Swift processes (echo, Chargepath, simulator): $([ "$ALLOCATOR" = jemalloc ] && echo "jemalloc ($JEMALLOC, preloaded)" || echo "the system's (glibc)")."
     echo
     python3 "$REPORT" table --results "$RESULTS" --meta "$RUN/meta.json"
 } > "$RUN/table.md"
