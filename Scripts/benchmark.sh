@@ -81,7 +81,7 @@ CP_PORT=9430
 CP_API_PORT=9431
 CP_TOKEN="benchmark-token-0123456789abcdef"
 
-# The Swift processes' malloc. glibc's took a sixth of Chargepath's CPU under load (BENCHMARKS.md,
+# The Swift processes' malloc. glibc's was a fifth of Chargepath's CPU samples under load (BENCHMARKS.md,
 # 2026-11-27 16:50); jemalloc, preloaded, is what the README recommends for a deployment.
 JEMALLOC=""
 for f in /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 /usr/lib/aarch64-linux-gnu/libjemalloc.so.2 /usr/lib64/libjemalloc.so.2 /usr/lib/libjemalloc.so.2; do
@@ -90,7 +90,7 @@ done
 case "${ALLOCATOR:=$([ -n "$JEMALLOC" ] && echo jemalloc || echo system)}" in
     jemalloc) [ -n "$JEMALLOC" ] || { echo "benchmark.sh: --allocator jemalloc: no libjemalloc.so.2 here (apt-get install libjemalloc2)" >&2; exit 64; }
               SWIFT_ENV=(env "LD_PRELOAD=$JEMALLOC") ;;
-    system)   SWIFT_ENV=(env) ;;
+    system)   SWIFT_ENV=(env -u LD_PRELOAD) ;;
     *) echo "benchmark.sh: --allocator is jemalloc or system" >&2; exit 64 ;;
 esac
 

@@ -257,6 +257,13 @@ public struct EmbeddedPostgres: Sendable {
             throw error
         }
         try? fileManager.removeItem(at: initPasswordFile)
+        // A new WAL segment is created with its last byte only, not written full of zeros and
+        // flushed (16 MB) while every commit waits: until a checkpoint has left segments to
+        // recycle, a fleet storing readings needs a new one every few seconds (DEVELOPERS.md).
+        // The setting exists from PostgreSQL 12 on; an older server would refuse to start with it.
+        let major = (try? String(contentsOf: clusterDirectory.appendingPathComponent("PG_VERSION"), encoding: .utf8))
+            .flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ".").first ?? "") } ?? 0
+        let walInitZero = major >= 12 ? "wal_init_zero = off\n" : ""
         let settings = """
 
             # Chargepath's embedded cluster: loopback only, no Unix socket.
@@ -266,11 +273,7 @@ public struct EmbeddedPostgres: Sendable {
             max_connections = \(configuration.maxConnections)
             shared_buffers = 256MB
             logging_collector = off
-            # A new WAL segment is created with its last byte only, not written full of zeros and
-            # flushed (16 MB) while every commit waits: until a checkpoint has left segments to
-            # recycle, a fleet storing readings needs a new one every few seconds (DEVELOPERS.md).
-            wal_init_zero = off
-
+            \(walInitZero)
             """
         let conf = clusterDirectory.appendingPathComponent("postgresql.conf")
         let handle = try FileHandle(forWritingTo: conf)

@@ -35,6 +35,30 @@ import Testing
         return machine
     }
 
+    /// A socket's first ping comes in the second half of its first period, spread over it, and
+    /// even a period of 0 or 1 ns gives a delay (no empty range).
+    @Test func theFirstPingComesInTheSecondHalfOfThePeriod() {
+        struct SplitMix: RandomNumberGenerator {
+            var state: UInt64
+            mutating func next() -> UInt64 {
+                state &+= 0x9E37_79B9_7F4A_7C15
+                var z = state
+                z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+                z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+                return z ^ (z >> 31)
+            }
+        }
+        var random = SplitMix(state: 42)
+        let period = TimeAmount.seconds(30)
+        let delays = (0..<1_000).map { _ in ChargerSocketHandler.firstPingDelay(period: period, using: &random) }
+        #expect(delays.allSatisfy { $0 >= .seconds(15) && $0 <= period })
+        #expect(delays.min()! < .seconds(16) && delays.max()! > .seconds(29), "spread over the whole half period")
+        for tiny in [TimeAmount.nanoseconds(0), .nanoseconds(1), .nanoseconds(2)] {
+            let delay = ChargerSocketHandler.firstPingDelay(period: tiny, using: &random)
+            #expect(delay >= .nanoseconds(1) && delay <= .nanoseconds(2))
+        }
+    }
+
     @Test func messagesGoToTheSessionOneAtATimeInOrderAndReadingStopsWhenTheInboxIsFull() {
         let state = Self.attached(capacity: 2)
         #expect(state.received(Self.frame(.text, "a")) == .deliver("a"))

