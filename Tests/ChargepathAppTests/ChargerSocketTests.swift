@@ -1,4 +1,5 @@
 @testable import ChargepathServer
+@testable import ChargePointSimulator
 import ChargepathApp
 import Foundation
 import NIOCore
@@ -38,17 +39,7 @@ import Testing
     /// A socket's first ping comes in the second half of its first period, spread over it, and
     /// even a period of 0 or 1 ns gives a delay (no empty range).
     @Test func theFirstPingComesInTheSecondHalfOfThePeriod() {
-        struct SplitMix: RandomNumberGenerator {
-            var state: UInt64
-            mutating func next() -> UInt64 {
-                state &+= 0x9E37_79B9_7F4A_7C15
-                var z = state
-                z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-                z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-                return z ^ (z >> 31)
-            }
-        }
-        var random = SplitMix(state: 42)
+        var random = SplitMix64(seed: 42)  // the simulator's seeded generator
         let period = TimeAmount.seconds(30)
         let delays = (0..<1_000).map { _ in ChargerSocketHandler.firstPingDelay(period: period, using: &random) }
         #expect(delays.allSatisfy { $0 >= .seconds(15) && $0 <= period })
