@@ -20,8 +20,8 @@
 #   --idle-chargers N idle fleet size (default 15000: the server's 20,000-file limit; see BENCHMARKS.md)
 #   --no-build        use the release binaries already built
 #   --allocator A     jemalloc or system: the malloc of the Swift processes (the echo, Chargepath
-#                     and what it starts, the simulator). Default: jemalloc (LD_PRELOAD) when the
-#                     machine has libjemalloc.so.2 (Debian's libjemalloc2), else system. See README.
+#                     and what it starts, the simulator). Default: jemalloc (LD_PRELOAD), installing
+#                     Debian's libjemalloc2 when root and missing; system when it cannot. See README.
 #   --record          append the table, the machine and the commit to BENCHMARKS.md
 # Results (simulator JSON, status lines, server logs, the table) go to .build-bench/runs/<time>/.
 set -euo pipefail
@@ -81,12 +81,24 @@ CP_PORT=9430
 CP_API_PORT=9431
 CP_TOKEN="benchmark-token-0123456789abcdef"
 
-# The Swift processes' malloc. glibc's was a fifth of Chargepath's CPU samples under load (BENCHMARKS.md,
+# The Swift processes' malloc. glibc was a fifth of Chargepath's CPU samples under load (BENCHMARKS.md,
 # 2026-11-27 16:50); jemalloc, preloaded, is what the README recommends for a deployment.
-JEMALLOC=""
-for f in /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 /usr/lib/aarch64-linux-gnu/libjemalloc.so.2 /usr/lib64/libjemalloc.so.2 /usr/lib/libjemalloc.so.2; do
-    [ -f "$f" ] && { JEMALLOC="$f"; break; }
-done
+find_jemalloc() {
+    local f
+    JEMALLOC=""
+    for f in /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 /usr/lib/aarch64-linux-gnu/libjemalloc.so.2 /usr/lib64/libjemalloc.so.2 /usr/lib/libjemalloc.so.2; do
+        [ -f "$f" ] && { JEMALLOC="$f"; return 0; }
+    done
+    return 0
+}
+find_jemalloc
+# A fresh Debian machine lacks it: install it, as the peer's venv is made, unless told otherwise.
+if [ -z "$JEMALLOC" ] && [ "$ALLOCATOR" != system ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "benchmark.sh: installing libjemalloc2 (the Swift processes' allocator; --allocator system to skip)" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q libjemalloc2 >/dev/null 2>&1 \
+        || { apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q libjemalloc2 >/dev/null 2>&1; } || true
+    find_jemalloc
+fi
 case "${ALLOCATOR:=$([ -n "$JEMALLOC" ] && echo jemalloc || echo system)}" in
     jemalloc) [ -n "$JEMALLOC" ] || { echo "benchmark.sh: --allocator jemalloc: no libjemalloc.so.2 here (apt-get install libjemalloc2)" >&2; exit 64; }
               SWIFT_ENV=(env "LD_PRELOAD=$JEMALLOC") ;;
