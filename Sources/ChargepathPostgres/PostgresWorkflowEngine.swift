@@ -346,13 +346,13 @@ public final class PostgresWorkflowEngine: Service, WorkflowEngine, Sendable {
         let inFlight = CallCounter()
         let found = CallCounter()
         let baseLanes = max(1, configuration.workerConcurrency)
-        let catchUp = CatchUpSwitch(WorkflowCatchUp(after: configuration.catchUpAfter),
-                                    baseLanes: baseLanes, catchUpLanes: max(0, configuration.catchUpLanes))
+        let catchUpLanes = max(0, configuration.catchUpLanes)
+        let catchUp = CatchUpSwitch(WorkflowCatchUp(after: configuration.catchUpAfter), baseLanes: baseLanes, catchUpLanes: catchUpLanes)
         observer(.lanes(working: baseLanes, behind: false))
         await withDiscardingTaskGroup { group in
             // Lanes start executions and apply steps, each on a connection of its own; the
             // catch-up lanes only while the worker is behind.
-            for lane in 0..<(baseLanes + max(0, configuration.catchUpLanes)) {
+            for lane in 0..<(baseLanes + catchUpLanes) {
                 group.addTask { await self.runLane(lane, catchUpOnly: lane >= baseLanes, found: found, catchUp: catchUp) }
             }
             // This task hands out the due calls, each sent by a child task, at most
